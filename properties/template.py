@@ -1,0 +1,337 @@
+"""Chat-template invariants. Each is one function registered by its public id.
+
+Every property renders through ``ctx`` (transformers' own renderer, sandboxed) and raises
+``chainfuzz.Failure`` when its invariant does not hold. Properties other than
+``template.renders`` skip inputs the template refuses, so a crash is charged once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+
+from hypothesis import assume
+from hypothesis import strategies as st
+
+import chainfuzz
+from chainfuzz import analysis
+from chainfuzz import strategies as cst
+from chainfuzz.messages import all_strings, error_key, excerpt, expected_texts, json_escaped
+from chainfuzz.render import RenderError
+
+
+def _cases(ctx):
+    """Conversations in every shape, with the target's own markers in the text."""
+    return cst.conversations(ctx.markers)
+
+
+def _cases_with_flag(ctx):
+    return st.tuples(_cases(ctx), st.booleans()).map(lambda t: {**t[0], "add_generation_prompt": t[1]})
+
+
+def _render_case(ctx, case, *, skip=True, **kw):
+    render = ctx.render_or_skip if skip else ctx.render
+    return render(case["messages"], tools=case.get("tools"),
+                  add_generation_prompt=case.get("add_generation_prompt", False), **kw)
+
+
+# --- template.renders --------------------------------------------------------------------
+
+@chainfuzz.property("template.renders", inputs=_cases_with_flag, severity="error")
+def renders(ctx, case):
+    """Every schema-valid conversation renders, or the template refuses it deliberately with
+    raise_exception (recorded as a constraint, warning tier). TypeError, UndefinedError,
+    timeouts and output blow-ups are errors."""
+    try:
+        _render_case(ctx, case, skip=False)
+    except RenderError as err:
+        if err.deliberate:
+            raise chainfuzz.Failure(
+                f"template refuses the conversation: {err.message}",
+                key=error_key("constraint", err.message), observed=err.message,
+                expected="a rendering", severity="warning") from None
+        raise chainfuzz.Failure(
+            f"render failed: {err}", key=error_key(err.exc_type, err.message),
+            observed=str(err), expected="a rendering, or a deliberate raise_exception") from None
+
+
+# --- template.content_preserved ----------------------------------------------------------
+
+def _find_text(out: str, text: str, structured: bool, start: int) -> tuple[int, int, str | None]:
+    """(start, end, defect) of ``text`` in ``out`` at or after ``start``; defect None if verbatim."""
+    forms = [text, json_escaped(text)] if structured else [text]
+    for form in forms:
+        at = out.find(form, start)
+        if at >= 0:
+            return at, at + len(form), None
+    if out.find(text) >= 0:
+        return -1, -1, "reordered"
+    for form, defect in ((json_escaped(text), "json_encoded"), (html.escape(text), "html_escaped"),
+                         (text.strip(), "trimmed")):
+        if form and form != text and out.find(form, start) >= 0:
+            at = out.find(form, start)
+            return at, at + len(form), defect
+    return -1, -1, "dropped"
+
+
+_DEFECT_WORDS = {
+    "reordered": "appears out of order",
+    "json_encoded": "is re-encoded as a JSON string",
+    "html_escaped": "is HTML-escaped",
+    "trimmed": "has its surrounding whitespace trimmed",
+    "dropped": "is missing from the output",
+}
+
+
+@chainfuzz.property("template.content_preserved", inputs=_cases, severity="error")
+def content_preserved(ctx, case):
+    """Every message's text (content, tool-call names and arguments, tool results) appears in
+    the output verbatim and in order. Whitespace trimming is a warning; dropping, re-encoding
+    or reordering text is an error. Texts that spell the template's markers are exempt."""
+    out = _render_case(ctx, case)
+    cursor = 0
+    for i, msg in enumerate(case["messages"]):
+        ends = []
+        for field, text, structured in expected_texts(msg):
+            if ctx.has_marker(text):
+                continue
+            at, end, defect = _find_text(out, text, structured, cursor)
+            if defect is None:
+                ends.append(end)
+                continue
+            role = msg.get("role")
+            raise chainfuzz.Failure(
+                f"message {i} ({role}) {field} {_DEFECT_WORDS[defect]}",
+                key=f"{defect}:{role}:{field}", observed=out[at:end] if at >= 0 else None,
+                expected=text, rendered=out,
+                severity="warning" if defect == "trimmed" else None)
+        if ends:
+            cursor = min(ends)
+
+
+# --- template.prefix_stable --------------------------------------------------------------
+
+def _clean_cases(ctx):
+    return cst.conversations(ctx.markers).filter(lambda c: not ctx.has_marker(" ".join(all_strings(c))))
+
+
+@chainfuzz.property("template.prefix_stable", inputs=_clean_cases, severity="warning")
+def prefix_stable(ctx, case):
+    """The rendering of a conversation's first k messages is a prefix of the rendering of the
+    whole conversation: history is not rewritten, so a server's KV cache stays valid."""
+    msgs, tools = case["messages"], case.get("tools")
+    assume(len(msgs) >= 2)
+    whole = ctx.render_or_skip(msgs, tools=tools)
+    for k in range(1, len(msgs)):
+        try:
+            head = ctx.render(msgs[:k], tools=tools)
+        except RenderError:
+            continue  # the template refuses this prefix on its own
+        if whole.startswith(head):
+            continue
+        d = next((j for j, (a, b) in enumerate(zip(head, whole)) if a != b), min(len(head), len(whole)))
+        last, nxt = msgs[k - 1]["role"], msgs[k]["role"]
+        raise chainfuzz.Failure(
+            f"rendering the first {k} messages is not a prefix of rendering all {len(msgs)}: "
+            f"appending a {nxt} message after a {last} message rewrites earlier text at offset {d}",
+            key=f"rewrites:{last}->{nxt}", observed=excerpt(whole, d), expected=excerpt(head, d),
+            rendered=whole)
+
+
+# --- template.generation_prompt ----------------------------------------------------------
+
+def _gen_cases(ctx):
+    reply = st.lists(cst.words(), min_size=1, max_size=3).map(" ".join)
+    return st.tuples(cst.conversations(ctx.markers, end="user"), reply).map(
+        lambda t: {**t[0], "reply": t[1]})
+
+
+_EMPTY_REASONING = re.compile(r"\s*<(think|thinking|reasoning|thought)>\s*</\1>\s*")
+
+
+@chainfuzz.property("template.generation_prompt", inputs=_gen_cases, severity="error")
+def generation_prompt(ctx, case):
+    """render(msgs, add_generation_prompt=True) followed by an assistant reply equals the
+    start of render(msgs + [reply]): the text between the generation prompt and the reply is
+    empty. A whitespace-only gap, or an empty reasoning block, is a warning."""
+    msgs, tools, reply = case["messages"], case.get("tools"), case["reply"]
+    prompt = ctx.render_or_skip(msgs, tools=tools, add_generation_prompt=True)
+    full = ctx.render_or_skip([*msgs, {"role": "assistant", "content": reply}], tools=tools)
+    at = full.find(reply, len(prompt) if full.startswith(prompt) else 0)
+    assume(at >= 0)  # a template that drops the reply is content_preserved's finding
+    if not full.startswith(prompt):
+        d = next((j for j, (a, b) in enumerate(zip(prompt, full)) if a != b), len(full))
+        raise chainfuzz.Failure(
+            "the generation prompt is not how the template renders an assistant turn: "
+            f"prompt continues {prompt[d:d + 40]!r}, the conversation continues {full[d:d + 40]!r}",
+            key="different_header", observed=prompt[d:], expected=full[d:at], rendered=full)
+    gap = full[len(prompt):at]
+    if not gap:
+        return
+    ignored = prompt == ctx.render_or_skip(msgs, tools=tools)
+    if gap.isspace() or _EMPTY_REASONING.fullmatch(gap):
+        what = "whitespace" if gap.isspace() else "an empty reasoning block"
+        raise chainfuzz.Failure(
+            f"the template puts {what} {gap!r} between the generation prompt and the reply; "
+            "the model must generate it", key="whitespace_gap" if gap.isspace() else "reasoning_gap",
+            observed=gap, expected="", rendered=full, severity="warning")
+    raise chainfuzz.Failure(
+        ("add_generation_prompt=True adds nothing" if ignored else "the generation prompt stops short")
+        + f": the model would have to generate {gap!r} before its reply",
+        key="flag_ignored" if ignored else "incomplete_header", observed=gap, expected="",
+        rendered=full)
+
+
+# --- template.turns_closed ---------------------------------------------------------------
+
+def _closed_cases(ctx):
+    txt = st.one_of(cst.plain_text(), st.sampled_from(cst.UNICODE_EDGES))
+    return cst.conversations(end="assistant", txt=txt)
+
+
+@chainfuzz.property("template.turns_closed", inputs=_closed_cases, severity="error")
+def turns_closed(ctx, case):
+    """Every turn the template opens is closed: open/close markers inferred from the template
+    by name (<|im_start|>/<|im_end|>, [INST]/[/INST], <think>/</think>...) balance in the
+    rendering of a finished conversation."""
+    assume(ctx.marker_pairs)
+    out = _render_case(ctx, case)
+    problem = analysis.unbalanced(out, ctx.marker_pairs)
+    if problem:
+        key, message = problem
+        raise chainfuzz.Failure(message, key=key, observed=message, expected="balanced markers",
+                                rendered=out)
+
+
+# --- template.no_repr_leak ---------------------------------------------------------------
+
+_REPR = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\{'[^'\n]{0,80}': |\[\{'|\['[^'\n]{0,80}'[,\]]")
+
+
+@chainfuzz.property("template.no_repr_leak", inputs=_cases_with_flag, severity="error")
+def no_repr_leak(ctx, case):
+    """No Python repr of structured input (None, True, {'a': 1}, ['x']) reaches the output.
+    A repr the template writes literally, or text the input itself contains, is exempt."""
+    out = _render_case(ctx, case)
+    literal = ctx.literal_text
+    inputs = all_strings(case)
+    for m in _REPR.finditer(out):
+        s = m.group()
+        if s in literal or any(s in t for t in inputs):
+            continue
+        kind = s if s in ("None", "True", "False") else ("dict" if s.startswith("{") else "list")
+        raise chainfuzz.Failure(
+            f"Python repr {s!r} in the output at offset {m.start()}: {excerpt(out, m.start())!r}",
+            key=f"repr:{kind}", observed=s, expected="JSON or text", rendered=out)
+
+
+# --- template.deterministic --------------------------------------------------------------
+
+_OTHER_NOW = dt.datetime(2031, 7, 4, 23, 59, 58)
+
+
+@chainfuzz.property("template.deterministic", inputs=_cases_with_flag, severity="error")
+def deterministic(ctx, case):
+    """The same input renders identically across runs (error when not) and at different dates
+    and times (warning: strftime_now puts the date in the prompt)."""
+    first = _render_case(ctx, case)
+    again = _render_case(ctx, case)
+    if again != first:
+        d = next(j for j, (a, b) in enumerate(zip(first, again + "\0")) if a != b)
+        raise chainfuzz.Failure(
+            f"two renders of the same input differ at offset {d}", key="run_to_run",
+            observed=excerpt(again, d), expected=excerpt(first, d), rendered=first)
+    later = _render_case(ctx, case, now=_OTHER_NOW)
+    if later != first:
+        d = next(j for j, (a, b) in enumerate(zip(first, later + "\0")) if a != b)
+        raise chainfuzz.Failure(
+            f"the rendering depends on the clock (strftime_now): offset {d} differs between "
+            f"{ctx.renderer.now:%Y-%m-%d %H:%M} and {_OTHER_NOW:%Y-%m-%d %H:%M}",
+            key="clock", observed=excerpt(later, d), expected=excerpt(first, d), rendered=first,
+            severity="warning")
+
+
+# --- template.roundtrip ------------------------------------------------------------------
+
+_ROUNDTRIP_TEXT = st.lists(cst.words(), min_size=1, max_size=3).map(" ".join)
+
+
+def _roundtrip_cases(ctx):
+    return cst.conversations(tools=False, reasoning=False, txt=_ROUNDTRIP_TEXT).filter(
+        lambda c: all(isinstance(m["content"], str) and m["role"] in analysis.PROBE_ROLES
+                      for m in c["messages"]))
+
+
+@chainfuzz.property("template.roundtrip", inputs=_roundtrip_cases, severity="warning")
+def roundtrip(ctx, case):
+    """The conversation can be recovered from its rendering: turn markers are inferred by
+    rendering probe conversations, the output is parsed back and compared with the input."""
+    structure = ctx.structure
+    assume(structure.start)
+    out = _render_case(ctx, case)
+    want = [(m["role"], m["content"]) for m in case["messages"]]
+    got = structure.parse(out)
+    if got is None:
+        raise chainfuzz.Failure(
+            "the rendering cannot be parsed back with the turn markers the template uses for "
+            "the same roles elsewhere", key="unparseable", observed=out, expected=want, rendered=out)
+    if [r for r, _ in got] != [r for r, _ in want]:
+        raise chainfuzz.Failure(
+            f"parsed roles {[r for r, _ in got]} differ from the input's {[r for r, _ in want]}",
+            key="roles", observed=got, expected=want, rendered=out)
+    for (role, text), (_, back) in zip(want, got):
+        if back != text:
+            ws = back.strip() == text.strip()
+            raise chainfuzz.Failure(
+                f"{role} content {text!r} reads back as {back!r}",
+                key="whitespace" if ws else "content", observed=back, expected=text, rendered=out)
+
+
+# --- template.engines_agree --------------------------------------------------------------
+
+def _construct(ctx, case, ref: str, other: str, d: int) -> str:
+    """Name the template construct most likely behind a transformers/minijinja difference."""
+    src = ctx.target.source
+    texts = " ".join(all_strings(case))
+    if re.search(r"&(#34|#39|lt|gt|amp);", ref[d:d + 8]):
+        return "html_escape:Markup concatenation (|safe + str) HTML-escapes in jinja2"
+    if re.search(r"[\x1c-\x1f]", texts) and re.search(r"\b(trim|strip)\b", src):
+        return "strip:str.strip() removes \\x1c-\\x1f in Python, not in minijinja"
+    if "indent" in src and (ref[d:].startswith("\n") or other[d:].startswith("\n")):
+        return "indent:minijinja's indent drops the trailing newline"
+    if "None" in (ref[d:d + 4], other[d:d + 4]) or "none" in (ref[d:d + 4], other[d:d + 4]):
+        return "none:None rendered differently"
+    return "output"
+
+
+@chainfuzz.property("template.engines_agree", inputs=_cases_with_flag, severity="warning")
+def engines_agree(ctx, case):
+    """transformers' jinja2 and minijinja (Rust servers' engine, set up like transformers)
+    render the same output, or both refuse; a difference names the construct behind it."""
+    try:
+        ref = _render_case(ctx, case, skip=False)
+    except RenderError as err:
+        ref = err
+    try:
+        other = ctx.minijinja.render(case["messages"], tools=case.get("tools"),
+                                     add_generation_prompt=case.get("add_generation_prompt", False))
+    except RenderError as err:
+        other = err
+    if isinstance(ref, RenderError) and isinstance(other, RenderError):
+        return
+    if isinstance(ref, RenderError) or isinstance(other, RenderError):
+        err, who = (other, "minijinja") if isinstance(other, RenderError) else (ref, "transformers")
+        raise chainfuzz.Failure(
+            f"only {who} refuses: {err}", key=error_key(f"only_{who}_refuses", err.message),
+            observed=str(err), expected="both render or both refuse",
+            rendered=ref if isinstance(ref, str) else other)
+    if ref == other:
+        return
+    d = next((j for j, (a, b) in enumerate(zip(ref, other)) if a != b), min(len(ref), len(other)))
+    construct = _construct(ctx, case, ref, other, d)
+    raise chainfuzz.Failure(
+        f"outputs differ at offset {d} ({construct.split(':', 1)[-1]}): transformers "
+        f"{ref[d:d + 30]!r} vs minijinja {other[d:d + 30]!r}",
+        key=f"differs:{construct.split(':', 1)[0]}", observed=excerpt(other, d), expected=excerpt(ref, d),
+        rendered=ref)

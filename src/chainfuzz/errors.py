@@ -1,0 +1,48 @@
+"""Exceptions that cross module boundaries.
+
+`Failure` is what a property raises when its invariant does not hold; `TargetError` and
+`UsageError` are bad input, reported as one line and exit code 2 by the CLI.
+"""
+
+from __future__ import annotations
+
+
+class ChainfuzzError(Exception):
+    """Base of chainfuzz's own errors."""
+
+
+class TargetError(ChainfuzzError):
+    """A target (template, model folder, GGUF) that cannot be read or compiled."""
+
+
+class UsageError(ChainfuzzError):
+    """A bad flag, property id or path given by the user."""
+
+
+class Failure(AssertionError):
+    """A property's invariant does not hold for one input.
+
+    ``key`` names the kind of defect in a way that is stable across inputs and versions (no
+    offsets, no generated text); it feeds the de-duplication signature. ``severity`` overrides
+    the property's default, e.g. a whitespace-only difference is a warning where a dropped
+    message is an error.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str,
+        observed: object = None,
+        expected: object = None,
+        severity: str | None = None,
+        rendered: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.key = key
+        self.observed = observed
+        self.expected = expected
+        self.severity = severity
+        self.rendered = rendered
+        self.case: dict | None = None  # filled in by the runner with the (shrunk) input

@@ -1,0 +1,52 @@
+"""Re-running recorded cases: does each defect still show, or is it fixed?"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hypothesis.errors import UnsatisfiedAssumption
+
+from . import crashes, registry
+from .context import TemplateContext
+from .errors import ChainfuzzError, Failure
+from .targets import load_target
+
+
+@dataclass
+class Outcome:
+    """``status``: "fails" (same defect), "fails-differently", "fixed", "skipped" or "error"."""
+
+    path: Path
+    property: str
+    status: str
+    detail: str
+    target_changed: bool = False
+
+    @property
+    def failing(self) -> bool:
+        return self.status in ("fails", "fails-differently")
+
+
+def replay(path: Path) -> Outcome:
+    """Run the recorded property once on the recorded input against the target as it is now."""
+    try:
+        rec = crashes.read(path)
+        prop = registry.get(rec["property"])
+        where = crashes.resolve_path(rec["target"]["path"], path)
+        target = load_target(where, rec["target"].get("template_name"))
+    except ChainfuzzError as exc:
+        return Outcome(path, "?", "error", str(exc))
+    changed = target.sha256 != rec["target"].get("sha256")
+    ctx = TemplateContext(target)
+    try:
+        prop.check(ctx, rec["input"])
+    except Failure as f:
+        same = f.key == rec.get("key")
+        return Outcome(path, prop.id, "fails" if same else "fails-differently", f.message, changed)
+    except UnsatisfiedAssumption:
+        return Outcome(path, prop.id, "skipped",
+                       "the input no longer applies (the template now refuses it)", changed)
+    except Exception as exc:  # a property bug must not hide the other cases' results
+        return Outcome(path, prop.id, "error", f"{type(exc).__name__}: {exc}", changed)
+    return Outcome(path, prop.id, "fixed", "the property holds now", changed)

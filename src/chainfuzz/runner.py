@@ -1,0 +1,193 @@
+"""Running properties with Hypothesis: search, shrink, and keep searching for other defects.
+
+Each property is searched in rounds. A round is one Hypothesis run; when it fails, Hypothesis
+shrinks the input and the finding is recorded under its key. Later rounds treat known keys as
+uninteresting, so one run reports every distinct defect of a property, each shrunk on its own.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
+from hypothesis import seed as hseed
+from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
+
+from .errors import Failure
+from .registry import Property
+
+
+
+# Inputs the template refuses do not count as examples; this bounds how many are tried.
+MAX_TRIES_PER_EXAMPLE = 3
+
+
+class _OutOfTime(BaseException):
+    """Ends a Hypothesis run at once: Hypothesis propagates non-Exception errors unshrunk."""
+
+
+@dataclass
+class RunSettings:
+    """How hard to search: examples and seconds per property, the seed, and a findings cap."""
+
+    max_examples: int = 100
+    budget: float | None = None  # seconds per property; None: examples alone bound the search
+    seed: int | None = None
+    max_findings: int = 10
+    shrink_seconds: float = 5.0  # per finding; the best input so far is kept when it runs out
+
+
+@dataclass
+class Finding:
+    """One distinct defect: a property, the key naming the defect, and its minimal input."""
+
+    property: str
+    severity: str
+    message: str
+    key: str
+    signature: str
+    case: dict
+    observed: object = None
+    expected: object = None
+    rendered: str | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "property": self.property, "severity": self.severity, "message": self.message,
+            "key": self.key, "signature": self.signature, "input": self.case,
+            "observed": self.observed, "expected": self.expected, "rendered": self.rendered,
+        }
+
+
+@dataclass
+class PropertyResult:
+    """What searching one property on one target found, and what it cost."""
+
+    property: Property
+    tries: int = 0  # inputs generated
+    skipped: int = 0  # of those, inputs the property does not apply to (the template refuses them)
+    shrink_steps: int = 0  # inputs tried while shrinking findings
+    seconds: float = 0.0
+    findings: list[Finding] = field(default_factory=list)
+    internal_error: str | None = None
+
+    @property
+    def examples(self) -> int:
+        """Inputs the property was checked on."""
+        return self.tries - self.skipped
+
+    def to_json(self) -> dict:
+        return {"examples": self.examples, "skipped": self.skipped, "shrink_steps": self.shrink_steps,
+                "seconds": round(self.seconds, 3), "failures": len(self.findings),
+                "internal_error": self.internal_error}
+
+
+def signature(prop_id: str, target_name: str, key: str) -> str:
+    """Short stable id of a defect: the same defect of the same target gets the same one."""
+    digest = hashlib.sha256(f"{prop_id}\0{target_name}\0{key}".encode()).hexdigest()
+    return digest[:12]
+
+
+def run_property(prop: Property, ctx, run: RunSettings,
+                 on_finding: Callable[[Finding], None] = lambda f: None) -> PropertyResult:
+    """Search ``prop`` on ``ctx`` until examples, time or the findings cap run out."""
+    result = PropertyResult(prop)
+    start = time.monotonic()
+    deadline = start + run.budget if run.budget else float("inf")
+    rng = random.Random(run.seed)
+    known: set[str] = set()
+    try:
+        strategy = prop.inputs(ctx)
+        while result.examples < run.max_examples and time.monotonic() < deadline \
+                and result.tries < run.max_examples * MAX_TRIES_PER_EXAMPLE \
+                and len(result.findings) < run.max_findings:
+            failure = _search_round(prop, ctx, strategy, known, run, rng.getrandbits(64), deadline, result)
+            if failure is None:
+                break
+            known.add(failure.key)
+            finding = _finding(prop, ctx, failure)
+            result.findings.append(finding)
+            on_finding(finding)
+    except Exception as exc:  # a bug in a property or strategy, not in the target
+        result.internal_error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _finding(prop: Property, ctx, failure: Failure) -> Finding:
+    return Finding(
+        property=prop.id,
+        severity=failure.severity or prop.severity,
+        message=failure.message,
+        key=failure.key,
+        signature=signature(prop.id, ctx.target.name, failure.key),
+        case=failure.case,
+        observed=_jsonable(failure.observed),
+        expected=_jsonable(failure.expected),
+        rendered=failure.rendered,
+    )
+
+
+def _jsonable(value):
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def _search_round(prop, ctx, strategy, known, run, seed, deadline, result) -> Failure | None:
+    """One Hypothesis run; returns the shrunk failure with an unknown key, or None.
+
+    Generation stops at ``deadline``; shrinking stops ``run.shrink_seconds`` after the first
+    failure, keeping the smallest failing input found by then.
+    """
+    state: dict = {"key": None, "failure": None, "stop": deadline}
+
+    def test(case):
+        if time.monotonic() > state["stop"]:
+            raise _OutOfTime()
+        if state["key"] is None:
+            if result.examples >= run.max_examples or \
+                    result.tries >= run.max_examples * MAX_TRIES_PER_EXAMPLE:
+                raise _OutOfTime()
+            result.tries += 1
+        else:
+            result.shrink_steps += 1
+        try:
+            prop.check(ctx, case)
+        except Failure as f:
+            if f.key in known or (state["key"] is not None and f.key != state["key"]):
+                reject()  # a defect already reported, or another one: keep shrinking this one
+            if state["key"] is None:
+                state["key"] = f.key
+                state["stop"] = min(deadline, time.monotonic() + run.shrink_seconds)
+            f.case = copy.deepcopy(case)
+            state["failure"] = f
+            raise
+        except UnsatisfiedAssumption:
+            if state["key"] is None:
+                result.skipped += 1
+            raise
+
+    search = settings(
+        database=None, max_examples=max(1, run.max_examples - result.examples), deadline=None,
+        suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+        phases=(Phase.generate, Phase.shrink), verbosity=Verbosity.quiet,
+    )(hseed(seed)(given(strategy)(test)))
+    try:
+        search()
+    except Failure as f:
+        return f
+    except (_OutOfTime, Flaky):
+        return state["failure"]
+    except Unsatisfiable:
+        return None
+    return None
