@@ -108,6 +108,40 @@ def unbalanced(text: str, pairs: list[tuple[str, str]]) -> tuple[str, str] | Non
     return None
 
 
+def turn_pairs(markers: tuple[str, ...], named: list[tuple[str, str]],
+               samples: list[tuple[int, str]]) -> list[tuple[str, str]]:
+    """Marker pairs that wrap message contents in probe renderings: turn markers, as opposed to
+    section tags such as <think> or <tool_call> that sit inside a turn.
+
+    A pair matched by name qualifies if it wraps every message of some probe; any other two
+    markers (Llama 3's <|start_header_id|> ... <|eot_id|>) only if they wrap every message of
+    every probe.
+    """
+    def encloses(opener: str, closer: str, n: int, text: str) -> bool:
+        for i in range(n):
+            at = text.find(sentinel(i))
+            before = text[:at]
+            o, c = before.rfind(opener), before.rfind(closer)
+            next_o, next_c = text.find(opener, at), text.find(closer, at)
+            if o < 0 or c > o or next_c < 0 or 0 <= next_o < next_c:
+                return False
+        return True
+
+    if not samples:
+        return []
+    pairs = [(o, c) for o, c in named if any(encloses(o, c, n, t) for n, t in samples)]
+    seen = [m for m in markers if all(m in t for _, t in samples)]
+    for o in seen:
+        for c in seen:
+            if o != c and (o, c) not in pairs and all(encloses(o, c, n, t) for n, t in samples):
+                pairs.append((o, c))
+    # One pair per closer: the opener nearest the content (the last one to open) is the turn's.
+    best: dict[str, tuple[str, str]] = {}
+    for o, c in pairs:
+        best.setdefault(c, (o, c))
+    return sorted(best.values())
+
+
 # --- turn structure ---------------------------------------------------------------------
 
 SENTINEL = "zq{}x"  # ASCII, no markers, unlikely in any template literal
@@ -131,6 +165,7 @@ class Structure:
     glue: dict[tuple[str, str], set[str]] = field(default_factory=dict)
     end: dict[str, set[str]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    samples: list[tuple[int, str]] = field(default_factory=list)  # (messages, rendering) learned
 
     def learn(self, roles: list[str], rendered: str) -> bool:
         """Record the glue of one probe rendering; False when a sentinel is missing or moved."""
@@ -146,6 +181,7 @@ class Structure:
             g = rendered[spans[i - 1][1]: spans[i][0]]
             self.glue.setdefault((roles[i - 1], roles[i]), set()).add(g)
         self.end.setdefault(roles[-1], set()).add(rendered[spans[-1][1]:])
+        self.samples.append((len(roles), rendered))
         return True
 
     def parse(self, rendered: str) -> list[tuple[str, str]] | None:
@@ -181,13 +217,14 @@ class Structure:
 
 
 def probe_conversations() -> list[list[str]]:
-    """Role sequences whose renderings teach `Structure` every transition between probe roles."""
+    """Role sequences whose renderings teach `Structure` every transition between probe roles:
+    each ordered pair alone and after a user/assistant exchange, plus common full shapes."""
+    pairs = [[a, b] for a in PROBE_ROLES for b in PROBE_ROLES]
     return [
-        ["user"], ["user", "assistant"],
-        ["system", "user"], ["system", "user", "assistant"],
-        ["user", "assistant", "user"], ["user", "assistant", "user", "assistant"],
+        ["user"], ["system", "user"], ["user", "assistant", "user"],
         ["system", "user", "assistant", "user", "assistant"],
-        ["user", "user"], ["user", "assistant", "assistant"], ["system", "system", "user"],
+        *pairs,
+        *(["user", "assistant", *p] for p in pairs),
     ]
 
 

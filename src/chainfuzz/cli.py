@@ -7,6 +7,7 @@ traceback), 3 chainfuzz itself failed (a property raised internally), 130 interr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -34,12 +35,14 @@ def _positive(kind):
     return parse
 
 
-def _search_flags(p: argparse.ArgumentParser, *, crashes_default: str) -> None:
+def _search_flags(p: argparse.ArgumentParser, *, crashes_default: str, budget: float | None = None,
+                  max_examples: int = 100) -> None:
     p.add_argument("--json", metavar="FILE", help="write the machine-readable report here")
-    p.add_argument("--budget", metavar="SECONDS", type=_positive(float),
-                   help="wall-clock budget for the whole run, shared by all properties")
-    p.add_argument("--max-examples", metavar="N", type=_positive(int), default=100,
-                   help="examples per property (default 100)")
+    p.add_argument("--budget", metavar="SECONDS", type=_positive(float), default=budget,
+                   help="wall-clock budget for the whole run, shared by all properties"
+                   + (f" (default {budget:g})" if budget else ""))
+    p.add_argument("--max-examples", metavar="N", type=_positive(int), default=max_examples,
+                   help=f"examples per property (default {max_examples})")
     p.add_argument("--seed", metavar="N", type=int, help="seed for a reproducible run")
     p.add_argument("--crashes", metavar="DIR", default=crashes_default,
                    help=f"where minimal reproducers are written (default {crashes_default})")
@@ -60,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=_positive(int), help="parallel workers (default: CPU count)")
     p.add_argument("--markdown", metavar="FILE", help="write the findings table as Markdown")
     p.add_argument("--limit", type=_positive(int), help="check only the first N templates")
-    _search_flags(p, crashes_default="crashes")
+    _search_flags(p, crashes_default="crashes", budget=100, max_examples=25)
 
     p = sub.add_parser("replay", help="re-run recorded cases: which still fail, which are fixed")
     p.add_argument("paths", metavar="PATH", nargs="*", default=["crashes"])
@@ -114,7 +117,8 @@ def _cmd_check(args) -> int:
 def _cmd_sweep(args) -> int:
     from . import sweep
 
-    result = sweep.sweep(args.corpus, property_ids=args.properties, run=_run_settings(args),
+    run = dataclasses.replace(sweep.SWEEP_SETTINGS, max_examples=args.max_examples, seed=args.seed)
+    result = sweep.sweep(args.corpus, property_ids=args.properties, run=run,
                          total_budget=args.budget, crashes_dir=Path(args.crashes), jobs=args.jobs,
                          limit=args.limit, progress=_progress)
     if args.json:

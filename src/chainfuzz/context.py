@@ -56,7 +56,13 @@ class TemplateContext:
 
     @cached_property
     def marker_pairs(self) -> list[tuple[str, str]]:
+        """Open/close marker pairs found by name in the template."""
         return analysis.marker_pairs(self.markers)
+
+    @cached_property
+    def turn_pairs(self) -> list[tuple[str, str]]:
+        """The marker pairs that wrap each message's content in probe renderings."""
+        return analysis.turn_pairs(self.markers, self.marker_pairs, self.structure.samples)
 
     @cached_property
     def structure(self) -> analysis.Structure:

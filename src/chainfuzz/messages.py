@@ -62,11 +62,19 @@ def json_escaped(text: str) -> str:
 
 
 _DIGITS = re.compile(r"\d+")
+_DATA = re.compile(r"\{.*\}|\[.*\]")  # JSON or repr a template echoes back from the input
+_QUOTED_DATA = re.compile(r"'[^']*[^\w\s.'][^']*'|\"[^\"]*[^\w\s.\"][^\"]*\"")
 
 
 def error_key(exc_type: str, message: str) -> str:
-    """A stable de-duplication key for an error: numbers folded, first line, bounded length."""
+    """A stable de-duplication key for an error message.
+
+    Echoed input (JSON, reprs, quoted text with punctuation) and numbers are folded, so one
+    defect reached by many inputs gets one key; short quoted names such as the attribute in
+    "'str object' has no attribute 'items'" are kept.
+    """
     first = message.strip().splitlines()[0] if message.strip() else ""
+    first = _QUOTED_DATA.sub("'…'", _DATA.sub("{…}", first))
     return f"{exc_type}:{_DIGITS.sub('N', first)[:160]}"
 
 

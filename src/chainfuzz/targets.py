@@ -20,6 +20,11 @@ SPECIAL_TOKEN_KEYS = (
 )
 
 
+# A bare .jinja file names no tokens, but servers always pass bos_token and eos_token, and
+# many templates fail without them. These stand in (llama.cpp's template tests use the same).
+BARE_TEMPLATE_TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
+
+
 @dataclass(frozen=True)
 class TemplateTarget:
     """A chat template and the tokens rendered beside it."""
@@ -63,7 +68,8 @@ def load_targets(path: str | Path) -> list[TemplateTarget]:
         return _load_gguf(p)
     if p.name == "tokenizer_config.json":
         return _load_hf_folder(p.parent)
-    return [TemplateTarget(source=_read_text(p), path=str(path), name=p.stem)]
+    return [TemplateTarget(source=_read_text(p), path=str(path), name=p.stem,
+                           special_tokens=dict(BARE_TEMPLATE_TOKENS))]
 
 
 def load_target(path: str | Path, template_name: str | None = None) -> TemplateTarget:

@@ -1,0 +1,26 @@
+# Both targets work on a fresh machine: the first run creates .venv and installs chainfuzz.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: sweep test bench
+
+# The main job: check every real chat template that llama-cpp-python's sdist ships
+# (downloaded from PyPI into ~/.cache/chainfuzz on first use).
+sweep: $(STAMP)
+	$(BIN)/chainfuzz sweep
+
+# chainfuzz's own tests, then the recorded cases in crashes/ as regression tests.
+test: $(STAMP)
+	$(BIN)/chainfuzz fetch
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_template.py
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
