@@ -16,12 +16,11 @@ import argparse
 import time
 
 from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import UnsatisfiedAssumption
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from chainfuzz import corpus, registry
 from chainfuzz.context import TemplateContext
-from chainfuzz.errors import Failure
+from chainfuzz.errors import Failure, Skip
 from chainfuzz.runner import RunSettings, run_property
 from chainfuzz.targets import load_target
 
@@ -60,7 +59,7 @@ def bench_template(name: str, n: int) -> None:
         def check(case):
             try:
                 prop.check(ctx, case)
-            except (Failure, UnsatisfiedAssumption):
+            except (Failure, Skip):
                 pass
 
         def raw(case):

@@ -11,11 +11,10 @@ import datetime as dt
 import html
 import re
 
-from hypothesis import assume
 from hypothesis import strategies as st
 
 import chainfuzz
-from chainfuzz import analysis
+from chainfuzz import analysis, assume
 from chainfuzz import strategies as cst
 from chainfuzz.messages import all_strings, error_key, excerpt, expected_texts, json_escaped
 from chainfuzz.render import RenderError
@@ -123,7 +122,7 @@ def prefix_stable(ctx, case):
     """The rendering of a conversation's first k messages is a prefix of the rendering of the
     whole conversation: history is not rewritten, so a server's KV cache stays valid."""
     msgs, tools = case["messages"], case.get("tools")
-    assume(len(msgs) >= 2)
+    assume(len(msgs) >= 2, "needs two messages")
     whole = ctx.render_or_skip(msgs, tools=tools)
     for k in range(1, len(msgs)):
         try:
@@ -161,7 +160,7 @@ def generation_prompt(ctx, case):
     prompt = ctx.render_or_skip(msgs, tools=tools, add_generation_prompt=True)
     full = ctx.render_or_skip([*msgs, {"role": "assistant", "content": reply}], tools=tools)
     at = full.find(reply, len(prompt) if full.startswith(prompt) else 0)
-    assume(at >= 0)  # a template that drops the reply is content_preserved's finding
+    assume(at >= 0, "the reply is dropped (content_preserved's finding)")
     if not full.startswith(prompt):
         d = next((j for j, (a, b) in enumerate(zip(prompt, full)) if a != b), len(full))
         raise chainfuzz.Failure(
@@ -198,7 +197,7 @@ def turns_closed(ctx, case):
     configuration: open/close pairs matched by name (<|im_start|>/<|im_end|>, [INST]/[/INST],
     <start_of_turn>/<end_of_turn>) that wrap message contents in probe renderings. They must
     balance in the rendering of a finished conversation."""
-    assume(ctx.turn_pairs)
+    assume(ctx.turn_pairs, "no turn markers found in the template")
     out = _render_case(ctx, case)
     problem = analysis.unbalanced(out, ctx.turn_pairs)
     if problem:
@@ -271,7 +270,7 @@ def roundtrip(ctx, case):
     """The conversation can be recovered from its rendering: turn markers are inferred by
     rendering probe conversations, the output is parsed back and compared with the input."""
     structure = ctx.structure
-    assume(structure.start)
+    assume(structure.start, "the template refused every probe conversation")
     out = _render_case(ctx, case)
     want = [(m["role"], m["content"]) for m in case["messages"]]
     got = structure.parse(out)

@@ -6,13 +6,14 @@ Public surface: the ``property`` decorator and ``Failure`` for writing invariant
 
 from . import strategies
 from .context import TemplateContext
-from .errors import ChainfuzzError, Failure, TargetError, UsageError
+from .errors import ChainfuzzError, Failure, Skip, TargetError, UsageError, assume
 from .registry import all_properties, property
 from .targets import TemplateTarget, load_target, load_targets
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChainfuzzError", "Failure", "TargetError", "TemplateContext", "TemplateTarget", "UsageError",
-    "all_properties", "load_target", "load_targets", "property", "strategies", "__version__",
+    "ChainfuzzError", "Failure", "Skip", "TargetError", "TemplateContext", "TemplateTarget",
+    "UsageError", "all_properties", "assume", "load_target", "load_targets", "property",
+    "strategies", "__version__",
 ]

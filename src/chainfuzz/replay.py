@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hypothesis.errors import UnsatisfiedAssumption
-
 from . import crashes, registry
 from .context import TemplateContext
-from .errors import ChainfuzzError, Failure
+from .errors import ChainfuzzError, Failure, Skip
 from .targets import load_target
 
 
@@ -44,9 +42,8 @@ def replay(path: Path) -> Outcome:
     except Failure as f:
         same = f.key == rec.get("key")
         return Outcome(path, prop.id, "fails" if same else "fails-differently", f.message, changed)
-    except UnsatisfiedAssumption:
-        return Outcome(path, prop.id, "skipped",
-                       "the input no longer applies (the template now refuses it)", changed)
+    except Skip as skip:
+        return Outcome(path, prop.id, "skipped", f"the input no longer applies: {skip}", changed)
     except Exception as exc:  # a property bug must not hide the other cases' results
         return Outcome(path, prop.id, "error", f"{type(exc).__name__}: {exc}", changed)
     return Outcome(path, prop.id, "fixed", "the property holds now", changed)
