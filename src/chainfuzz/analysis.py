@@ -31,7 +31,7 @@ def literal_text(source: str) -> str:
     env.add_extension(_GenerationTag)
     try:
         tree = env.parse(source)
-    except jinja2.TemplateSyntaxError:
+    except (jinja2.TemplateSyntaxError, RecursionError):
         return source
     parts = [n.data for n in tree.find_all(nodes.TemplateData)]
     parts += [n.value for n in tree.find_all(nodes.Const) if isinstance(n.value, str)]

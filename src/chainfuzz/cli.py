@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -29,8 +30,8 @@ def _positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
         return value
     return parse
 
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_outputs(args)
         return _COMMANDS[args.command](args)
     except ChainfuzzError as exc:
         print(f"chainfuzz: error: {exc}", file=sys.stderr)
@@ -164,6 +166,21 @@ def _cmd_properties(args) -> int:
     for p in all_properties():
         print(f"{p.id}  [{p.severity}]\n    {p.description}\n")
     return 0
+
+
+def _check_outputs(args) -> None:
+    """Refuse unusable output paths before a long run, not after it."""
+    for flag in ("json", "markdown"):
+        path = getattr(args, flag, None)
+        if path and (Path(path).is_dir() or not Path(path).resolve().parent.is_dir()):
+            raise ChainfuzzError(f"--{flag} {path}: not a writable file path")
+    crashes_dir = getattr(args, "crashes", None)
+    if crashes_dir:
+        existing = Path(crashes_dir).resolve()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir():
+            raise ChainfuzzError(f"--crashes {crashes_dir}: {existing} is a file, not a folder")
 
 
 def _write_json(path: str, doc: dict) -> None:

@@ -17,7 +17,7 @@ import re
 from importlib import metadata
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import ChainfuzzError, UsageError
 from .runner import Finding
 from .targets import TemplateTarget
 
@@ -65,13 +65,16 @@ def file_name(rec: dict) -> str:
 
 def write(rec: dict, crashes_dir: Path) -> tuple[Path, bool]:
     """Write ``rec`` unless a case with its signature exists; returns (path, written)."""
-    crashes_dir.mkdir(parents=True, exist_ok=True)
     path = crashes_dir / file_name(rec)
     if path.exists():
         return path, False
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        crashes_dir.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(rec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ChainfuzzError(f"cannot write case file {path}: {exc.strerror}") from None
     return path, True
 
 

@@ -147,7 +147,10 @@ def check_compiles(target: TemplateTarget, time_limit: float = DEFAULT_TIME_LIMI
     try:
         Renderer(target, time_limit=time_limit).render([])
     except RenderError as err:
+        where = target.path if target.template_name is None else f"{target.path} ({target.name})"
         if err.exc_type in ("TemplateSyntaxError", "TemplateAssertionError"):
-            raise TargetError(f"{target.path}: template does not compile: {err.message}") from None
+            raise TargetError(f"{where}: template does not compile: {err.message}") from None
+        if err.exc_type == "RecursionError":
+            raise TargetError(f"{where}: template is nested too deeply to compile") from None
         if err.kind == "timeout":
-            raise TargetError(f"{target.path}: template did not compile within {time_limit:g}s") from None
+            raise TargetError(f"{where}: template did not compile within {time_limit:g}s") from None

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
 from hypothesis import seed as hseed
 from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
 
-from .errors import Failure
+from .errors import ChainfuzzError, Failure
 from .registry import Property
 
 
@@ -115,6 +115,8 @@ def run_property(prop: Property, ctx, run: RunSettings,
             finding = _finding(prop, ctx, failure)
             result.findings.append(finding)
             on_finding(finding)
+    except ChainfuzzError:
+        raise  # e.g. a case file that cannot be written: the user's problem, not a property bug
     except Exception as exc:  # a bug in a property or strategy, not in the target
         result.internal_error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     result.seconds = time.monotonic() - start

@@ -230,8 +230,8 @@ def conversations(
             messages.append(reply)
             if irregular == "double_assistant":
                 messages.append({"role": "assistant", "content": draw(txt)})
-        if end == "assistant" and messages[-1]["role"] != "assistant":
-            messages.append({"role": "assistant", "content": draw(txt)})
+        if end is not None and messages[-1]["role"] != end:
+            messages.append({"role": end, "content": draw(txt)})
         schemas = None
         if tools and draw(bools):
             schemas = [tool_schema(nm) for nm in dict.fromkeys(used_tools + draw(extra_tools))] or None

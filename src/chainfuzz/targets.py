@@ -68,7 +68,7 @@ def load_targets(path: str | Path) -> list[TemplateTarget]:
         return _load_gguf(p)
     if p.name == "tokenizer_config.json":
         return _load_hf_folder(p.parent)
-    return [TemplateTarget(source=_read_text(p), path=str(path), name=p.stem,
+    return [TemplateTarget(source=_read_text(p), path=str(path), name=p.name,
                            special_tokens=dict(BARE_TEMPLATE_TOKENS))]
 
 
@@ -112,20 +112,31 @@ def _token_text(value) -> str | None:
     return None
 
 
+def _field(data: dict, key: str, kind: type, where: Path):
+    """``data[key]`` if present and of ``kind``; a `TargetError` naming the file otherwise."""
+    value = data.get(key)
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        expected = "a JSON object" if kind is dict else "a JSON array"
+        raise TargetError(f"{where}: {key} must be {expected}, not {type(value).__name__}")
+    return value
+
+
 def _load_hf_folder(folder: Path) -> list[TemplateTarget]:
     config_path = folder / "tokenizer_config.json"
     config = _read_json(config_path) if config_path.exists() else {}
     special = {k: t for k in SPECIAL_TOKEN_KEYS if (t := _token_text(config.get(k)))}
     control = set(special.values())
-    for tok in (config.get("added_tokens_decoder") or {}).values():
+    for tok in _field(config, "added_tokens_decoder", dict, config_path).values():
         if isinstance(tok, dict) and tok.get("special") and (t := _token_text(tok)):
             control.add(t)
-    for t in config.get("additional_special_tokens") or ():
+    for t in _field(config, "additional_special_tokens", list, config_path):
         if text := _token_text(t):
             control.add(text)
     tok_json = folder / "tokenizer.json"
     if tok_json.exists():
-        for tok in _read_json(tok_json).get("added_tokens") or ():
+        for tok in _field(_read_json(tok_json), "added_tokens", list, tok_json):
             if isinstance(tok, dict) and tok.get("special") and isinstance(tok.get("content"), str):
                 control.add(tok["content"])
 
@@ -192,6 +203,8 @@ def _load_gguf(p: Path) -> list[TemplateTarget]:
             named[key.removeprefix("tokenizer.chat_template.")] = scalar(key)
     if not named:
         raise TargetError(f"{p}: GGUF file has no tokenizer.chat_template")
+    if bad := [k for k, v in named.items() if not isinstance(v, str)]:
+        raise TargetError(f"{p}: tokenizer.chat_template{'.' + bad[0] if bad[0] else ''} is not a string")
     tokens = scalar("tokenizer.ggml.tokens") or []
     types = scalar("tokenizer.ggml.token_type") or []
     special = {}
@@ -205,7 +218,7 @@ def _load_gguf(p: Path) -> list[TemplateTarget]:
         TemplateTarget(
             source=src,
             path=str(p),
-            name=p.stem if tname is None else f"{p.stem}#{tname}",
+            name=p.name if tname is None else f"{p.name}#{tname}",
             special_tokens=special,
             control_tokens=tuple(sorted(control)),
             template_name=tname,

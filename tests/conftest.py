@@ -1,0 +1,125 @@
+"""Shared fixtures: small templates written per test, and ways to run the ``chainfuzz`` CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# A clean ChatML template: string, text-part and object contents, null assistant content,
+# tool calls with object or string arguments, tools, and the generation prompt.
+CLEAN_CHATML = r"""{%- macro text(c) -%}
+{%- if c is string -%}{{ c }}{%- elif c is mapping -%}{{ c | tojson }}{%- elif c is not none -%}{%- for p in c -%}{%- if p.type == 'text' -%}{{ p.text }}{%- endif -%}{%- endfor -%}{%- endif -%}
+{%- endmacro -%}
+{%- if tools -%}<|im_start|>system
+{% for t in tools %}{{ t | tojson }}
+{% endfor %}<|im_end|>
+{% endif -%}
+{%- for m in messages -%}
+<|im_start|>{{ m.role }}
+{{ text(m.content) }}
+{%- for c in m.tool_calls or [] %}<tool_call>{{ c.function.name }} {% if c.function.arguments is string %}{{ c.function.arguments }}{% else %}{{ c.function.arguments | tojson }}{% endif %}</tool_call>{% endfor %}<|im_end|>
+{% endfor -%}
+{%- if add_generation_prompt %}<|im_start|>assistant
+{% endif -%}
+"""
+
+# The clean template with one planted defect: `content + ''` raises TypeError on null content.
+NULL_CRASH = CLEAN_CHATML.replace("{%- if c is string -%}{{ c }}",
+                                  "{%- if c is string or c is none -%}{{ c + '' }}")
+NULL_CRASH_KEY = "TypeError:unsupported operand type(s) for +: 'NoneType' and 'str'"
+
+# The clean template refusing developer messages on purpose: a warning-tier finding only.
+REFUSES_DEVELOPER = CLEAN_CHATML.replace(
+    "{%- for m in messages -%}\n",
+    "{%- for m in messages -%}\n{%- if m.role == 'developer' -%}"
+    "{{ raise_exception('no developer messages') }}{%- endif -%}\n")
+
+# Hangs on every non-empty conversation (and compiles at once: the loop is per message).
+LOOPING = ("{%- for m in messages -%}{%- for i in range(100000) -%}{%- for j in range(100000) -%}"
+           "{%- endfor -%}{%- endfor -%}{{ m.content }}{%- endfor -%}")
+
+assert NULL_CRASH != CLEAN_CHATML and REFUSES_DEVELOPER != CLEAN_CHATML
+
+
+@pytest.fixture(scope="session")
+def sources():
+    """The template sources above."""
+    return types.SimpleNamespace(clean=CLEAN_CHATML, null_crash=NULL_CRASH,
+                                 null_crash_key=NULL_CRASH_KEY,
+                                 refuses_developer=REFUSES_DEVELOPER, looping=LOOPING)
+
+
+@pytest.fixture
+def write_template(tmp_path):
+    """``write_template(name, source)`` writes ``tmp_path/name`` and returns its path."""
+
+    def write(name: str, source: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source, encoding="utf-8")
+        return path
+
+    return write
+
+
+@dataclass
+class CliResult:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def err_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run ``chainfuzz.cli.main(args)`` in-process; returns exit code, stdout and stderr."""
+    from chainfuzz.cli import main
+
+    def run(*args) -> CliResult:
+        capsys.readouterr()
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse errors exit
+            rc = exc.code
+        out, err = capsys.readouterr()
+        return CliResult(rc, out, err)
+
+    return run
+
+
+@pytest.fixture
+def cli_subprocess(tmp_path):
+    """Run ``python -m chainfuzz.cli args`` in a fresh interpreter (cwd: ``tmp_path`` unless given)."""
+
+    def run(*args, cwd: Path | None = None, env: dict | None = None, timeout: float = 120) -> CliResult:
+        proc = subprocess.run(
+            [sys.executable, "-m", "chainfuzz.cli", *map(str, args)],
+            cwd=cwd or tmp_path, capture_output=True, text=True, timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    return run
+
+
+def assert_one_error_line(result: CliResult) -> str:
+    """Exit 2 with exactly one ``chainfuzz: error:`` line on stderr and no traceback."""
+    assert "Traceback" not in result.err, result.err
+    assert result.rc == 2, (result.rc, result.err)
+    assert len(result.err_lines) == 1, result.err
+    assert result.err_lines[0].startswith("chainfuzz: error: "), result.err
+    return result.err_lines[0]
+
+
+@pytest.fixture
+def one_error_line():
+    return assert_one_error_line

@@ -1,0 +1,234 @@
+"""Crash records: file names, contents, de-duplication, portable paths, replay, the pytest plugin."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+
+import pytest
+
+from chainfuzz import crashes
+from chainfuzz.check import check
+from chainfuzz.replay import replay
+from chainfuzz.runner import RunSettings
+
+pytest_plugins = ["pytester"]
+
+RENDERS = ["template.renders"]
+
+
+def find_null_crash(template, crashes_dir, seed=1):
+    """Run template.renders on ``template``; returns the check report."""
+    return check(template, property_ids=RENDERS, run=RunSettings(max_examples=20, seed=seed),
+                 crashes_dir=crashes_dir)
+
+
+@pytest.fixture(scope="module")
+def recorded_once(tmp_path_factory, sources):
+    """One check run, shared: templates/nullcrash.jinja and its one case in crashes/."""
+    root = tmp_path_factory.mktemp("recorded")
+    tpl = root / "templates" / "nullcrash.jinja"
+    tpl.parent.mkdir()
+    tpl.write_text(sources.null_crash, encoding="utf-8")
+    report = find_null_crash(tpl, root / "crashes")
+    assert report.exit_code == 1
+    return root
+
+
+@pytest.fixture
+def recorded(recorded_once, tmp_path):
+    """A null-crash template under tmp_path/templates and its one case under tmp_path/crashes."""
+    for sub in ("templates", "crashes"):
+        shutil.copytree(recorded_once / sub, tmp_path / sub)
+    [case] = sorted((tmp_path / "crashes").glob("*.json"))
+    return tmp_path / "templates" / "nullcrash.jinja", tmp_path / "crashes", case
+
+
+# --- the record ---------------------------------------------------------------------------------
+
+def test_record_name_and_fields(recorded, sources):
+    tpl, crash_dir, case = recorded
+    rec = json.loads(case.read_text(encoding="utf-8"))
+    assert re.fullmatch(r"template\.renders--nullcrash\.jinja--[0-9a-f]{12}\.json", case.name), case.name
+    assert case.name == f"{rec['property']}--{rec['target']['name']}--{rec['signature']}.json"
+    assert rec["chainfuzz_case"] == 1
+    assert rec["property"] == "template.renders"
+    assert rec["severity"] == "error"
+    assert rec["status"] == "open"
+    assert rec["key"] == sources.null_crash_key
+    assert rec["target"]["name"] == "nullcrash.jinja"
+    assert rec["target"]["sha256"] == hashlib.sha256(sources.null_crash.encode()).hexdigest()
+    assert any(m["content"] is None for m in rec["input"]["messages"])
+    assert "NoneType" in rec["observed"]
+    assert rec["expected"]
+    assert {"python", "chainfuzz", "transformers", "jinja2", "minijinja", "hypothesis"} <= set(rec["versions"])
+
+
+def test_target_path_is_relative_to_the_crash_folder(recorded):
+    tpl, crash_dir, case = recorded
+    rec = json.loads(case.read_text(encoding="utf-8"))
+    assert rec["target"]["path"] == "../templates/nullcrash.jinja"
+    assert not os.path.isabs(rec["target"]["path"])
+
+
+def test_records_survive_moving_the_checkout(recorded, tmp_path):
+    tpl, crash_dir, case = recorded
+    moved = tmp_path / "elsewhere" / "checkout"
+    moved.mkdir(parents=True)
+    shutil.copytree(tmp_path / "templates", moved / "templates")
+    shutil.copytree(crash_dir, moved / "crashes")
+    shutil.rmtree(tmp_path / "templates")
+    outcome = replay(moved / "crashes" / case.name)
+    assert outcome.status == "fails", outcome
+    assert not outcome.target_changed
+
+
+def test_corpus_cache_targets_are_stored_as_cache_paths(write_template, sources, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CHAINFUZZ_CACHE", str(cache))
+    tpl = cache / "some-corpus" / "templates" / "nullcrash.jinja"
+    tpl.parent.mkdir(parents=True)
+    tpl.write_text(sources.null_crash, encoding="utf-8")
+    crash_dir = tmp_path / "project" / "crashes"
+    find_null_crash(tpl, crash_dir)
+    [case] = crash_dir.glob("*.json")
+    rec = json.loads(case.read_text(encoding="utf-8"))
+    assert rec["target"]["path"] == "cache:some-corpus/templates/nullcrash.jinja"
+    # another machine with its cache elsewhere still finds the target
+    other = tmp_path / "other-cache"
+    shutil.copytree(cache, other)
+    shutil.rmtree(cache)
+    monkeypatch.setenv("CHAINFUZZ_CACHE", str(other))
+    assert replay(case).status == "fails"
+
+
+# --- de-duplication ----------------------------------------------------------------------------
+
+def test_finding_the_same_defect_again_writes_no_duplicate(recorded):
+    tpl, crash_dir, case = recorded
+    before = case.read_text(encoding="utf-8")
+    for seed in (1, 2, 3):
+        report = find_null_crash(tpl, crash_dir, seed=seed)
+        assert any(f.key == json.loads(before)["key"] for _, f in report.findings)
+    null_cases = [p for p in crash_dir.glob("*.json")
+                  if json.loads(p.read_text(encoding="utf-8"))["key"] == json.loads(before)["key"]]
+    assert null_cases == [case]
+    assert case.read_text(encoding="utf-8") == before  # not rewritten either
+
+
+def test_the_cli_reports_the_existing_case_file(cli, recorded, tmp_path):
+    tpl, crash_dir, case = recorded
+    report = tmp_path / "r.json"
+    r = cli("check", tpl, "--max-examples", "20", "--seed", "7", "--crashes", crash_dir,
+            "--json", report, "--property", "template.renders")
+    assert r.rc == 1
+    doc = json.loads(report.read_text(encoding="utf-8"))
+    key = json.loads(case.read_text(encoding="utf-8"))["key"]
+    [same] = [f for f in doc["failures"] if f["reproducer"]["key"] == key]
+    assert os.path.samefile(same["reproducer"]["case_file"], case)
+    assert len([p for p in crash_dir.glob("*.json")
+                if json.loads(p.read_text(encoding="utf-8"))["key"] == key]) == 1
+
+
+# --- replay -------------------------------------------------------------------------------------
+
+def test_replay_fails_while_unchanged_and_is_fixed_after_the_fix(recorded, sources):
+    tpl, crash_dir, case = recorded
+    outcome = replay(case)
+    assert (outcome.status, outcome.property, outcome.target_changed) == ("fails", "template.renders", False)
+    assert outcome.failing
+    tpl.write_text(sources.clean, encoding="utf-8")
+    outcome = replay(case)
+    assert (outcome.status, outcome.target_changed) == ("fixed", True)
+    assert not outcome.failing
+
+
+def test_replay_notices_a_different_defect(recorded, sources, cli):
+    tpl, crash_dir, case = recorded
+    tpl.write_text(sources.null_crash.replace("{{ c + '' }}", "{{ c + 1 }}"), encoding="utf-8")
+    assert replay(case).status == "fails-differently"
+    r = cli("replay", case)
+    assert r.rc == 1
+    assert r.out.startswith("fails-differently")
+
+
+def test_replay_of_a_deleted_target_is_an_error(recorded, cli):
+    tpl, crash_dir, case = recorded
+    tpl.unlink()
+    outcome = replay(case)
+    assert outcome.status == "error" and "no such file" in outcome.detail
+    assert cli("replay", crash_dir).rc == 2
+
+
+# --- the pytest plugin ----------------------------------------------------------------------------
+
+@pytest.fixture
+def plugin_project(pytester, recorded, sources):
+    """A pytester project holding the template and its case file; ``set_case(status, fixed)``."""
+    tpl, crash_dir, case = recorded
+    (pytester.path / "templates").mkdir()
+    project_tpl = pytester.path / "templates" / "nullcrash.jinja"
+    shutil.copy(tpl, project_tpl)
+    (pytester.path / "crashes").mkdir()
+    project_case = pytester.path / "crashes" / case.name
+
+    def set_case(status: str, template_fixed: bool):
+        rec = json.loads(case.read_text(encoding="utf-8"))
+        rec["status"] = status
+        project_case.write_text(json.dumps(rec, indent=2), encoding="utf-8")
+        project_tpl.write_text(sources.clean if template_fixed else sources.null_crash, encoding="utf-8")
+
+    return set_case
+
+
+def run_cases(pytester):
+    return pytester.runpytest("-p", "no:cacheprovider", "-rA", "crashes")
+
+
+def test_plugin_open_case_still_failing_is_xfailed(pytester, plugin_project):
+    plugin_project("open", template_fixed=False)
+    result = run_cases(pytester)
+    result.assert_outcomes(xfailed=1)
+    result.stdout.fnmatch_lines(["*open defect still present*"])
+
+
+def test_plugin_open_case_now_fixed_fails_asking_to_mark_it_fixed(pytester, plugin_project):
+    plugin_project("open", template_fixed=True)
+    result = run_cases(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(['*template.renders now holds*"status": "fixed"*'])
+    assert result.ret == 1
+
+
+def test_plugin_fixed_case_failing_again_is_a_regression(pytester, plugin_project):
+    plugin_project("fixed", template_fixed=False)
+    result = run_cases(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*regression: template.renders fails again*"])
+
+
+def test_plugin_fixed_case_that_holds_passes(pytester, plugin_project):
+    plugin_project("fixed", template_fixed=True)
+    result = run_cases(pytester)
+    result.assert_outcomes(passed=1)
+    assert result.ret == 0
+
+
+def test_plugin_ignores_json_that_is_not_a_case(pytester, plugin_project):
+    plugin_project("fixed", template_fixed=True)
+    (pytester.path / "crashes" / "package.json").write_text('{"name": "x"}', encoding="utf-8")
+    result = run_cases(pytester)
+    result.assert_outcomes(passed=1)
+
+
+def test_case_files_finds_only_cases(recorded, tmp_path):
+    tpl, crash_dir, case = recorded
+    (crash_dir / "notes.json").write_text('{"hello": 1}', encoding="utf-8")
+    (crash_dir / "sub").mkdir()
+    shutil.copy(case, crash_dir / "sub" / case.name)
+    assert sorted(crashes.case_files([crash_dir])) == sorted([case, crash_dir / "sub" / case.name])
+    with pytest.raises(crashes.UsageError):
+        crashes.read(crash_dir / "notes.json")

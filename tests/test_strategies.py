@@ -1,0 +1,158 @@
+"""``chainfuzz.strategies.conversations``: schema-shaped cases, and shrinking toward small ones."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import HealthCheck, find, given, settings
+from hypothesis import strategies as st
+
+from chainfuzz.messages import content_texts
+from chainfuzz.strategies import conversations, plain_text
+
+MARKERS = ("<|im_start|>", "<|im_end|>", "<tool_call>")
+ROLES = {"system", "developer", "user", "assistant", "tool"}
+
+fuzz = settings(max_examples=60, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+search = settings(max_examples=500, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+
+
+def assert_schema_shaped(case: dict) -> None:
+    assert set(case) >= {"messages", "tools"}
+    messages = case["messages"]
+    assert messages, "a conversation has at least one message"
+    open_calls: dict[str, str] = {}  # ids of the latest assistant's tool calls -> name
+    for i, m in enumerate(messages):
+        role = m["role"]
+        assert role in ROLES, m
+        assert "content" in m
+        if m["content"] is None:
+            assert role == "assistant", f"message {i}: null content on a {role} message"
+        else:
+            c = m["content"]
+            assert isinstance(c, (str, list, dict)), m
+            if isinstance(c, list) and role != "tool":
+                assert c and all(p.get("type") == "text" and isinstance(p.get("text"), str) for p in c)
+        if role == "tool":
+            assert i > 0 and open_calls, f"message {i}: a tool result with no tool call before it"
+            assert m["tool_call_id"] in open_calls, (m, open_calls)
+            if "name" in m:
+                assert m["name"] == open_calls[m["tool_call_id"]]
+            continue
+        open_calls = {}
+        if m.get("tool_calls"):
+            assert role == "assistant", m
+            for call in m["tool_calls"]:
+                assert call["type"] == "function"
+                fn = call["function"]
+                assert isinstance(fn["name"], str) and fn["name"]
+                args = fn["arguments"]
+                if isinstance(args, str):
+                    args = json.loads(args)
+                assert isinstance(args, dict), fn
+                assert isinstance(call["id"], str) and call["id"]
+                open_calls[call["id"]] = fn["name"]
+            assert len(open_calls) == len(m["tool_calls"]), "tool-call ids repeat within a turn"
+            # every call is answered, in order, by the tool messages that follow
+            results = []
+            for later in messages[i + 1:]:
+                if later["role"] != "tool":
+                    break
+                results.append(later["tool_call_id"])
+            assert results == [c["id"] for c in m["tool_calls"]], (m, results)
+    tools = case["tools"]
+    if tools is not None:
+        assert isinstance(tools, list) and tools
+        for t in tools:
+            assert t["type"] == "function" and isinstance(t["function"]["name"], str)
+            assert t["function"]["parameters"]["type"] == "object"
+        names = [t["function"]["name"] for t in tools]
+        assert len(names) == len(set(names))
+    json.dumps(case)  # JSON all the way down
+
+
+@fuzz
+@given(conversations(MARKERS))
+def test_cases_are_schema_shaped(case):
+    assert_schema_shaped(case)
+
+
+@fuzz
+@given(conversations(tools=False, reasoning=False))
+def test_no_tools_no_reasoning(case):
+    assert_schema_shaped(case)
+    assert case["tools"] is None
+    for m in case["messages"]:
+        assert m["role"] != "tool" and "tool_calls" not in m and "reasoning_content" not in m
+
+
+@fuzz
+@given(conversations(MARKERS, end="assistant"))
+def test_end_assistant_is_respected(case):
+    assert_schema_shaped(case)
+    assert case["messages"][-1]["role"] == "assistant"
+
+
+@fuzz
+@given(conversations(MARKERS, end="user"))
+def test_end_user_is_respected(case):
+    """end="user" is what a generation prompt needs: the last message is the user's."""
+    assert_schema_shaped(case)
+    assert case["messages"][-1]["role"] == "user", case["messages"]
+
+
+@fuzz
+@given(conversations(txt=plain_text(max_size=5), max_exchanges=2))
+def test_txt_and_max_exchanges_are_respected(case):
+    assert_schema_shaped(case)
+    users = [m for m in case["messages"] if m["role"] == "user"]
+    # each exchange has one user turn, plus at most one irregular extra user turn
+    assert 1 <= len(users) <= 4
+    for m in case["messages"]:
+        for text in content_texts(m["content"]) if isinstance(m["content"], (str, list)) else ():
+            assert len(text) <= 5 and text.isascii()
+
+
+def test_the_text_mixes_in_markers_and_jinja():
+    """The adversarial parts are reachable: markers, Jinja syntax, non-ASCII text."""
+    def texts(case):
+        return [t for m in case["messages"] for t in content_texts(m["content"])]
+
+    find(conversations(MARKERS), lambda c: any("<|im_end|>" in t for t in texts(c)), settings=search)
+    find(conversations(MARKERS), lambda c: any("{{" in t for t in texts(c)), settings=search)
+    find(conversations(MARKERS), lambda c: any(not t.isascii() for t in texts(c)), settings=search)
+
+
+# --- shrinking --------------------------------------------------------------------------------
+
+def _non_ascii(case):
+    return any(not t.isascii() for m in case["messages"] for t in content_texts(m["content"]))
+
+
+def test_shrinks_to_few_short_messages():
+    case = find(conversations(), _non_ascii, settings=search)
+    messages = case["messages"]
+    assert len(messages) <= 2, messages
+    assert case["tools"] is None
+    text = "".join(t for m in messages for t in content_texts(m["content"]))
+    assert len(text) <= 2, text
+    assert not any("tool_calls" in m or "reasoning_content" in m for m in messages)
+
+
+def test_shrinks_null_content_to_a_small_case():
+    case = find(conversations(), lambda c: any(m["content"] is None for m in c["messages"]),
+                settings=search)
+    assert_schema_shaped(case)
+    assert len(case["messages"]) <= 4, case
+    assert all(t == "" for m in case["messages"] for t in content_texts(m["content"]))
+
+
+@fuzz
+@given(st.data())
+def test_markers_strategy_draws_marker_pieces(data):
+    from chainfuzz.strategies import marker_fragments
+
+    piece = data.draw(marker_fragments(MARKERS))
+    assert piece and any(piece in m for m in MARKERS)
