@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import random
 import re
 
 from hypothesis import strategies as st
@@ -57,22 +58,28 @@ def renders(ctx, case):
 
 # --- template.content_preserved ----------------------------------------------------------
 
-def _find_text(out: str, text: str, structured: bool, start: int) -> tuple[int, int, str | None]:
-    """(start, end, defect) of ``text`` in ``out`` at or after ``start``; defect None if verbatim."""
+def _find_text(out: str, text: str, structured: bool, start: int,
+               others: str) -> tuple[int, int, str | None]:
+    """(start, end, defect) of ``text`` in ``out`` at or after ``start``; defect None if verbatim.
+
+    ``others`` is the rest of the input and the template's literal text: an earlier
+    occurrence of ``text`` they explain is no evidence of reordering.
+    """
+    if text.isspace():
+        # Whitespace has no position worth trusting; its only possible defect is trimming.
+        return (start, start, None) if out.find(text, start) >= 0 else (start, start, "trimmed")
     forms = [text, json_escaped(text)] if structured else [text]
     for form in forms:
         at = out.find(form, start)
         if at >= 0:
             return at, at + len(form), None
-    if out.find(text) >= 0:
-        return -1, -1, "reordered"
-    if text.isspace():
-        return start, start, "trimmed"
     for form, defect in ((json_escaped(text), "json_encoded"), (html.escape(text), "html_escaped"),
                          (text.strip(), "trimmed")):
         if form and form != text and out.find(form, start) >= 0:
             at = out.find(form, start)
             return at, at + len(form), defect
+    if text in out and text not in others:
+        return -1, -1, "reordered"
     return -1, -1, "dropped"
 
 
@@ -92,14 +99,17 @@ def content_preserved(ctx, case):
     or reordering text is an error. Texts that spell the template's markers are exempt."""
     out = _render_case(ctx, case)
     cursor = 0
+    everything = all_strings(case)
     for i, msg in enumerate(case["messages"]):
         ends = []
         for field, text, structured in expected_texts(msg):
             if ctx.has_marker(text):
                 continue
-            at, end, defect = _find_text(out, text, structured, cursor)
+            others = "\0".join([t for t in everything if t != text] + [ctx.literal_text])
+            at, end, defect = _find_text(out, text, structured, cursor, others)
             if defect is None:
-                ends.append(end)
+                if not text.isspace():
+                    ends.append(end)
                 continue
             role = msg.get("role")
             raise chainfuzz.Failure(
@@ -233,18 +243,30 @@ def no_repr_leak(ctx, case):
 _OTHER_NOW = dt.datetime(2031, 7, 4, 23, 59, 58)
 
 
+def _render_as_run(ctx, case, run_seed: int, **kw) -> str:
+    """Render as a fresh process would: Python's global random state seeded anew (Jinja's
+    ``random`` filter uses it), and restored afterwards so the search is not disturbed."""
+    state = random.getstate()
+    random.seed(run_seed)
+    try:
+        return _render_case(ctx, case, **kw)
+    finally:
+        random.setstate(state)
+
+
 @chainfuzz.property("template.deterministic", inputs=_cases_with_flag, severity="error")
 def deterministic(ctx, case):
-    """The same input renders identically across runs (error when not) and at different dates
-    and times (warning: strftime_now puts the date in the prompt)."""
-    first = _render_case(ctx, case)
-    again = _render_case(ctx, case)
+    """The same input renders identically across runs (error when not: randomness) and at
+    different dates and times (warning: strftime_now puts the date in the prompt)."""
+    # Seeds 0 and 1 pick different items from any sequence of 2 to 5 with random.choice.
+    first = _render_as_run(ctx, case, 0)
+    again = _render_as_run(ctx, case, 1)
     if again != first:
         d = next(j for j, (a, b) in enumerate(zip(first, again + "\0")) if a != b)
         raise chainfuzz.Failure(
-            f"two renders of the same input differ at offset {d}", key="run_to_run",
+            f"two runs render the same input differently at offset {d}", key="run_to_run",
             observed=excerpt(again, d), expected=excerpt(first, d), rendered=first)
-    later = _render_case(ctx, case, now=_OTHER_NOW)
+    later = _render_as_run(ctx, case, 0, now=_OTHER_NOW)
     if later != first:
         d = next(j for j, (a, b) in enumerate(zip(first, later + "\0")) if a != b)
         raise chainfuzz.Failure(
@@ -292,18 +314,35 @@ def roundtrip(ctx, case):
 
 # --- template.engines_agree --------------------------------------------------------------
 
+# Characters Python's str.splitlines() breaks at (jinja2's indent) and minijinja does not.
+_PY_ONLY_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# Characters Python's str.strip() removes (jinja2's trim) and Rust's trim keeps.
+_PY_ONLY_SPACE = re.compile("[\x1c-\x1f]")
+
+
+def _has_null(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return any(_has_null(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_null(v) for v in value)
+    return False
+
+
 def _construct(ctx, case, ref: str, other: str, d: int) -> str:
     """Name the template construct most likely behind a transformers/minijinja difference."""
     src = ctx.target.source
+    texts = "\0".join(all_strings(case))
     near = ref[d:d + 12] + "\0" + other[d:d + 12]
     if re.search(r"&(#34|#39|lt|gt|amp);", ref[d:d + 8]):
         return "html_escape:Markup concatenation (|safe + str) HTML-escapes in jinja2"
-    if "None" in near or "none" in near:
-        return "none:None (null input) is rendered or tested differently"
-    if re.search(r"[\x1c-\x1f]", near) and re.search(r"\b(trim|strip)\b", src):
+    if re.search(r"\bindent\b", src) and (_PY_ONLY_BREAKS.search(texts) or "\n" in near):
+        return "indent:indent splits lines differently (Python's splitlines vs minijinja)"
+    if re.search(r"\b(trim|strip)\b", src) and _PY_ONLY_SPACE.search(texts):
         return "strip:str.strip() removes \\x1c-\\x1f in Python, not in minijinja"
-    if "indent" in src and "\n" in near:
-        return "indent:minijinja's indent drops the trailing newline"
+    if _has_null(case) and ("None" in near or "none" in near):
+        return "none:None (null input) is rendered or tested differently"
     if re.search(r"\btojson\b", src) and re.search(r"[\"{}\[\]]", near):
         return "tojson:JSON serialisation differs"
     return "output"

@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 from chainfuzz.messages import content_texts
+from chainfuzz.reduce import reduce_case
 from chainfuzz.strategies import conversations, plain_text
 
 MARKERS = ("<|im_start|>", "<|im_end|>", "<tool_call>")
@@ -15,7 +16,7 @@ ROLES = {"system", "developer", "user", "assistant", "tool"}
 
 fuzz = settings(max_examples=60, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-search = settings(max_examples=500, deadline=None, database=None,
+search = settings(max_examples=500, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
 
 
@@ -126,13 +127,19 @@ def test_the_text_mixes_in_markers_and_jinja():
 
 
 # --- shrinking --------------------------------------------------------------------------------
+# chainfuzz shrinks in two passes: Hypothesis on the strategy's choices, then `reduce_case`
+# on the conversation itself (Hypothesis alone can stall with a spare exchange left over).
 
 def _non_ascii(case):
     return any(not t.isascii() for m in case["messages"] for t in content_texts(m["content"]))
 
 
+def _shrink(predicate):
+    return reduce_case(find(conversations(), predicate, settings=search), predicate)
+
+
 def test_shrinks_to_few_short_messages():
-    case = find(conversations(), _non_ascii, settings=search)
+    case = _shrink(_non_ascii)
     messages = case["messages"]
     assert len(messages) <= 2, messages
     assert case["tools"] is None
@@ -142,10 +149,9 @@ def test_shrinks_to_few_short_messages():
 
 
 def test_shrinks_null_content_to_a_small_case():
-    case = find(conversations(), lambda c: any(m["content"] is None for m in c["messages"]),
-                settings=search)
+    case = _shrink(lambda c: any(m["content"] is None for m in c["messages"]))
     assert_schema_shaped(case)
-    assert len(case["messages"]) <= 4, case
+    assert len(case["messages"]) <= 2, case
     assert all(t == "" for m in case["messages"] for t in content_texts(m["content"]))
 
 
@@ -156,3 +162,19 @@ def test_markers_strategy_draws_marker_pieces(data):
 
     piece = data.draw(marker_fragments(MARKERS))
     assert piece and any(piece in m for m in MARKERS)
+
+
+def test_reduction_keeps_tool_results_with_their_call():
+    """Deleting a turn takes an assistant's tool results with it, so reduced cases stay valid."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    case = {"messages": [
+        {"role": "system", "content": "s"}, {"role": "user", "content": "u"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "r"},
+        {"role": "assistant", "content": "a", "reasoning_content": "think"},
+    ], "tools": [{"type": "function", "function": {"name": "f"}}]}
+    reduced = reduce_case(case, lambda c: any(m["role"] == "tool" for m in c["messages"]))
+    assert [m["role"] for m in reduced["messages"]] == ["assistant", "tool"]
+    assert reduced["messages"][0]["tool_calls"] == [call]
+    assert reduced["tools"] is None and reduced["messages"][1]["content"] == ""
+    assert_schema_shaped(reduced)

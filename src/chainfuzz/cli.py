@@ -52,7 +52,9 @@ def _search_flags(p: argparse.ArgumentParser, *, crashes_default: str, budget: f
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="chainfuzz", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="chainfuzz", epilog="exit codes: 0 no error finding, 1 error findings, "
+                     "2 bad input, 3 internal error, 130 interrupted",
+                     description="Fuzz chat templates: find, shrink and record defects.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("check", help="fuzz a template, model folder or GGUF file")

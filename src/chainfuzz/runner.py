@@ -21,6 +21,7 @@ from hypothesis import seed as hseed
 from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
 
 from .errors import ChainfuzzError, Failure
+from .reduce import reduce_case
 from .registry import Property
 
 
@@ -111,6 +112,7 @@ def run_property(prop: Property, ctx, run: RunSettings,
             failure = _search_round(prop, ctx, strategy, known, run, rng.getrandbits(64), deadline, result)
             if failure is None:
                 break
+            failure = _reduce(prop, ctx, failure, min(deadline, time.monotonic() + run.shrink_seconds))
             known.add(failure.key)
             finding = _finding(prop, ctx, failure)
             result.findings.append(finding)
@@ -121,6 +123,29 @@ def run_property(prop: Property, ctx, run: RunSettings,
         result.internal_error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     result.seconds = time.monotonic() - start
     return result
+
+
+def _reduce(prop: Property, ctx, failure: Failure, until: float) -> Failure:
+    """Carry on shrinking ``failure`` by editing its case directly (see `reduce`)."""
+    best = failure
+
+    def still_fails(case: dict) -> bool:
+        nonlocal best
+        if time.monotonic() > until:
+            return False
+        try:
+            prop.check(ctx, case)
+        except Failure as f:
+            if f.key == failure.key:
+                f.case = copy.deepcopy(case)
+                best = f
+                return True
+        except Exception:  # noqa: BLE001 - Skip, or an edit the property cannot take
+            pass
+        return False
+
+    reduce_case(failure.case, still_fails)
+    return best
 
 
 def _finding(prop: Property, ctx, failure: Failure) -> Finding:

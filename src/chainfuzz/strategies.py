@@ -171,14 +171,13 @@ def conversations(
     args = arguments(txt)
     result = st.one_of(txt, st.dictionaries(identifiers, json_values(txt), min_size=1, max_size=3))
     names = st.lists(tool_names, min_size=1, max_size=3)
-    maybe_txt = st.one_of(st.none(), txt)
+    maybe_txt = st.one_of(txt, st.none())
     placements = st.sampled_from(SYSTEM_PLACEMENT)
     irregularities = st.sampled_from(IRREGULARITY)
     extra_tools = st.lists(tool_names, max_size=2)
-    exchanges = st.integers(1, max_exchanges)
     bools = st.booleans()
 
-    def tool_exchange(draw) -> tuple[list[dict], list[str]]:
+    def tool_exchange(draw) -> list[dict]:
         """An assistant turn calling 1-3 tools (parallel) and one result per call."""
         called = draw(names)
         ids = draw(st.lists(call_ids, min_size=len(called), max_size=len(called), unique=True))
@@ -193,12 +192,35 @@ def conversations(
             if draw(bools):
                 msg["name"] = call["function"]["name"]
             out.append(msg)
-        return out, called
+        return out
+
+    @st.composite
+    def exchange(draw) -> dict:
+        """A user turn, its irregularities, and the reply (tools first) that may follow it."""
+        user = [{"role": "user", "content": draw(user_content)}]
+        irregular = draw(irregularities)
+        if irregular == "double_user":
+            user.append({"role": "user", "content": draw(txt)})
+        elif irregular == "system_mid":
+            user.append({"role": "system", "content": draw(txt)})
+        elif irregular == "empty_user":
+            user.append({"role": "user", "content": ""})
+        reply = tool_exchange(draw) if tools and draw(bools) else []
+        answer = {"role": "assistant", "content": draw(assistant_content)}
+        if reasoning and draw(bools):
+            answer["reasoning_content"] = draw(txt)
+        reply.append(answer)
+        if irregular == "double_assistant":
+            reply.append({"role": "assistant", "content": draw(txt)})
+        return {"user": user, "reply": reply}
+
+    # A list of exchanges, not a count and a loop: Hypothesis shrinks lists by deleting
+    # elements, so a failure in the third exchange shrinks to a one-exchange conversation.
+    exchange_lists = st.lists(exchange(), min_size=1, max_size=max_exchanges)
 
     @st.composite
     def build(draw):
         messages: list[dict] = []
-        used_tools: list[str] = []
         placement = draw(placements)
         if placement in ("first", "repeated", "mid"):
             messages.append({"role": "system", "content": draw(user_content)})
@@ -206,35 +228,22 @@ def conversations(
             messages.append({"role": "developer", "content": draw(txt)})
         if placement == "repeated":
             messages.append({"role": "system", "content": draw(txt)})
-        n = draw(exchanges)
-        for i in range(n):
-            if placement == "mid" and i == n - 1 and i > 0:
+        turns = draw(exchange_lists)
+        # Ending on the user turn is the simplest choice: failures shrink toward one message.
+        open_end = end == "user" or (end is None and not draw(bools))
+        for i, turn in enumerate(turns):
+            last = i == len(turns) - 1
+            if placement == "mid" and last and i > 0:
                 messages.append({"role": "system", "content": draw(txt)})
-            messages.append({"role": "user", "content": draw(user_content)})
-            irregular = draw(irregularities)
-            if irregular == "double_user":
-                messages.append({"role": "user", "content": draw(txt)})
-            elif irregular == "system_mid":
-                messages.append({"role": "system", "content": draw(txt)})
-            elif irregular == "empty_user":
-                messages.append({"role": "user", "content": ""})
-            if i == n - 1 and (end == "user" or (end is None and draw(bools))):
-                break
-            if tools and draw(bools):
-                exchange, called = tool_exchange(draw)
-                messages.extend(exchange)
-                used_tools.extend(called)
-            reply = {"role": "assistant", "content": draw(assistant_content)}
-            if reasoning and draw(bools):
-                reply["reasoning_content"] = draw(txt)
-            messages.append(reply)
-            if irregular == "double_assistant":
-                messages.append({"role": "assistant", "content": draw(txt)})
+            messages.extend(turn["user"])
+            if not (last and open_end):
+                messages.extend(turn["reply"])
         if end is not None and messages[-1]["role"] != end:
             messages.append({"role": end, "content": draw(txt)})
+        used = [c["function"]["name"] for m in messages for c in m.get("tool_calls", ())]
         schemas = None
         if tools and draw(bools):
-            schemas = [tool_schema(nm) for nm in dict.fromkeys(used_tools + draw(extra_tools))] or None
+            schemas = [tool_schema(nm) for nm in dict.fromkeys(used + draw(extra_tools))] or None
         return {"messages": messages, "tools": schemas}
 
     return build()

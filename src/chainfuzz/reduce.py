@@ -1,0 +1,68 @@
+"""Structural reduction of a failing case, after Hypothesis has shrunk it.
+
+Hypothesis shrinks the choices a strategy made, and can stall where removing a message would
+need several choices to change at once. Cases are plain conversations, so this pass edits them
+directly: it deletes whole turns (an assistant message together with its tool results), drops
+``tools`` and optional keys, and empties texts, keeping an edit only while the same defect
+still shows. Every edit keeps the case schema-shaped.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Callable, Iterator
+
+_OPTIONAL_KEYS = ("reasoning_content", "name")
+
+
+def reduce_case(case: dict, still_fails: Callable[[dict], bool], max_steps: int = 500) -> dict:
+    """The smallest case reachable by single edits for which ``still_fails`` stays true."""
+    steps = 0
+    improved = True
+    while improved and steps < max_steps:
+        improved = False
+        for candidate in _candidates(case):
+            steps += 1
+            if still_fails(candidate):
+                case, improved = candidate, True
+                break
+            if steps >= max_steps:
+                break
+    return case
+
+
+def _candidates(case: dict) -> Iterator[dict]:
+    messages = case.get("messages") or []
+    for start, stop in _turns(messages):
+        if stop - start < len(messages):
+            yield {**case, "messages": messages[:start] + messages[stop:]}
+    if case.get("tools"):
+        yield {**case, "tools": None}
+    for i, msg in enumerate(messages):
+        for key in _OPTIONAL_KEYS:
+            if key in msg:
+                yield _edit(case, i, lambda m, k=key: m.pop(k))
+        content = msg.get("content")
+        if isinstance(content, list) and content:
+            yield _edit(case, i, lambda m: m.update(content=""))
+        elif isinstance(content, str) and content:
+            yield _edit(case, i, lambda m: m.update(content=""))
+
+
+def _turns(messages: list[dict]) -> Iterator[tuple[int, int]]:
+    """[start, stop) spans that can go together: a message, or an assistant with its results."""
+    i = 0
+    while i < len(messages):
+        stop = i + 1
+        if messages[i].get("tool_calls"):
+            while stop < len(messages) and messages[stop].get("role") == "tool":
+                stop += 1
+        if messages[i].get("role") != "tool" or i == 0 or not messages[i - 1].get("tool_calls"):
+            yield i, stop
+        i = stop
+
+
+def _edit(case: dict, index: int, change: Callable[[dict], object]) -> dict:
+    edited = copy.deepcopy(case)
+    change(edited["messages"][index])
+    return edited

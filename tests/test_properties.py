@@ -1,0 +1,274 @@
+"""Every template property catches a planted defect and passes the same template without it.
+
+``templates/base_clean.jinja`` is a small ChatML template that renders every input shape the
+strategies draw (null content, text parts, tool calls, tool results as objects) and passes all
+nine properties. Each ``templates/<property>*_defect.jinja`` is that file with one defect
+planted, described in its first line; its clean twin is the base (or ``*_clean.jinja`` where
+the fix is not the base). Each defect is checked two ways:
+
+- search: ``run_property`` with a fixed seed must report the defect under the expected key and
+  severity, shrunk to a small reproducer where one exists;
+- single case: ``prop.check`` on one hand-written conversation must fail on the defect and pass
+  on the clean twin, independently of what the search happens to draw.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis.errors import UnsatisfiedAssumption
+
+import chainfuzz
+from chainfuzz.context import TemplateContext
+from chainfuzz.registry import get
+from chainfuzz.runner import PropertyResult, RunSettings, run_property
+from chainfuzz.targets import TemplateTarget
+
+TEMPLATES = Path(__file__).parent / "templates"
+SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
+SEED = 0
+MAX_EXAMPLES = 100
+
+PROPERTIES = (
+    "renders", "content_preserved", "prefix_stable", "generation_prompt", "turns_closed",
+    "no_repr_leak", "deterministic", "roundtrip", "engines_agree",
+)
+
+
+def context(name: str, **kw) -> TemplateContext:
+    path = TEMPLATES / f"{name}.jinja"
+    target = TemplateTarget(source=path.read_text(encoding="utf-8"), path=str(path), name=name,
+                            special_tokens=SPECIAL_TOKENS)
+    return TemplateContext(target, **kw)
+
+
+@functools.lru_cache(maxsize=None)
+def search(name: str, prop: str) -> PropertyResult:
+    """One seeded search of ``template.<prop>`` on a template, shared by the tests that read it."""
+    result = run_property(get(f"template.{prop}"), context(name),
+                          RunSettings(max_examples=MAX_EXAMPLES, seed=SEED))
+    assert result.internal_error is None, result.internal_error
+    return result
+
+
+def check_once(ctx: TemplateContext, prop: str, case: dict) -> chainfuzz.Failure | None:
+    """The property's verdict on one case: the Failure, or None when it holds."""
+    try:
+        get(f"template.{prop}").check(ctx, case)
+    except chainfuzz.Failure as failure:
+        return failure
+    except UnsatisfiedAssumption as skip:  # the case must apply, or the test proves nothing
+        pytest.fail(f"template.{prop} skipped the hand-written case: {skip}")
+    return None
+
+
+def severity(prop: str, failure: chainfuzz.Failure) -> str:
+    return failure.severity or get(f"template.{prop}").severity
+
+
+# --- hand-written conversations ----------------------------------------------------------
+
+USER = {"role": "user", "content": "hi there"}
+ASSISTANT = {"role": "assistant", "content": "hello"}
+SYSTEM = {"role": "system", "content": "be brief"}
+CALL = {"role": "assistant", "content": None, "tool_calls": [
+    {"id": "call_abc123XYZ", "type": "function",
+     "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]}
+RESULT = {"role": "tool", "tool_call_id": "call_abc123XYZ", "content": "sunny"}
+
+
+def case(*messages, **extra) -> dict:
+    return {"messages": list(messages), "tools": None, **extra}
+
+
+# --- the planted defects -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Planted:
+    template: str  # templates/<template>.jinja
+    prop: str  # template.<prop>
+    key: str  # the finding's key starts with this
+    severity: str
+    case: dict  # a hand-written input that must expose the defect
+    clean: str = "base_clean"  # the twin with the defect fixed
+    max_messages: int | None = None  # bound on the shrunk reproducer, where one is natural
+    key_contains: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.template}:{self.key or self.prop}"
+
+
+PLANTED = [
+    Planted("renders_defect", "renders", "TypeError:unsupported operand type(s) for +: 'NoneType'",
+            "error", case(USER, {"role": "assistant", "content": None}), max_messages=3),
+    Planted("renders_defect", "renders", "TypeError:can only concatenate list", "error",
+            case({"role": "user", "content": [{"type": "text", "text": "hi"}]}), max_messages=2),
+    Planted("content_preserved_defect", "content_preserved", "dropped:tool:content", "error",
+            case(USER, CALL, RESULT, ASSISTANT)),
+    Planted("content_preserved_trim_defect", "content_preserved", "trimmed:", "warning",
+            case({"role": "user", "content": "  hi there\n"})),
+    Planted("prefix_stable_defect", "prefix_stable", "rewrites:user->assistant", "warning",
+            case(SYSTEM, USER, ASSISTANT, USER)),
+    Planted("prefix_stable_last_defect", "prefix_stable", "rewrites:assistant->user", "warning",
+            case(USER, ASSISTANT, USER), max_messages=4),
+    Planted("generation_prompt_defect", "generation_prompt", "flag_ignored", "error",
+            case(USER, reply="hello"), max_messages=1),
+    Planted("generation_prompt_header_defect", "generation_prompt", "different_header", "error",
+            case(USER, reply="hello"), max_messages=1),
+    Planted("generation_prompt_gap_defect", "generation_prompt", "whitespace_gap", "warning",
+            case(USER, reply="hello"), max_messages=1),
+    Planted("turns_closed_defect", "turns_closed", "never_closed:<|im_start|>", "error",
+            case(USER, ASSISTANT), max_messages=2),
+    Planted("no_repr_leak_defect", "no_repr_leak", "repr:None", "error",
+            case(USER, {"role": "assistant", "content": None}, add_generation_prompt=False)),
+    Planted("no_repr_leak_defect", "no_repr_leak", "repr:list", "error",
+            case({"role": "user", "content": [{"type": "text", "text": "hi"}]},
+                 add_generation_prompt=False), max_messages=2),
+    Planted("no_repr_leak_tool_calls_defect", "no_repr_leak", "repr:list", "error",
+            case(USER, CALL, RESULT, ASSISTANT, add_generation_prompt=False),
+            clean="no_repr_leak_tool_calls_clean", max_messages=4),
+    Planted("deterministic_clock_defect", "deterministic", "clock", "warning",
+            case(USER, add_generation_prompt=False), max_messages=2),
+    Planted("deterministic_random_defect", "deterministic", "run_to_run", "error",
+            case(USER, add_generation_prompt=False)),
+    Planted("roundtrip_defect", "roundtrip", "roles", "warning",
+            case(USER, {"role": "user", "content": "again"}), max_messages=2),
+    Planted("roundtrip_merge_defect", "roundtrip", "roles", "warning",
+            case(USER, {"role": "user", "content": "again"}), max_messages=2),
+    Planted("engines_agree_defect", "engines_agree", "only_minijinja_refuses:", "warning",
+            case(USER, ASSISTANT, add_generation_prompt=False), key_contains="rsplit", max_messages=2),
+    Planted("engines_agree_indent_defect", "engines_agree", "differs:indent", "warning",
+            case(USER, {"role": "assistant", "content": "two\nlines\n"}, add_generation_prompt=False),
+            max_messages=2),
+]
+
+# The single-case check of deterministic_random_defect is random by nature: see its own test.
+SINGLE_CASE = [p for p in PLANTED if p.template != "deterministic_random_defect"]
+
+
+def test_every_property_has_a_planted_defect():
+    assert {p.prop for p in PLANTED} == set(PROPERTIES)
+    assert {t.stem for t in TEMPLATES.glob("*_defect.jinja")} == \
+        {p.template for p in PLANTED} | {"renders_hang_defect", "renders_constraint_defect"}
+
+
+@pytest.mark.parametrize("planted", PLANTED, ids=lambda p: p.id)
+def test_defect_is_a_twin_of_its_clean_template(planted):
+    """A defect file differs from its clean twin in a few lines, so the twin isolates it."""
+    def body(name):  # the first line is the comment that describes the file
+        return (TEMPLATES / f"{name}.jinja").read_text(encoding="utf-8").splitlines()[1:]
+
+    diff = [d for d in difflib.unified_diff(body(planted.clean), body(planted.template), n=0)
+            if d[:1] in "+-" and not d.startswith(("+++", "---"))]
+    assert 0 < len(diff) <= 16, "\n".join(diff)
+
+
+@pytest.mark.parametrize("prop", PROPERTIES)
+def test_clean_base_passes(prop):
+    """The clean base has no finding at all, of either severity, for any property."""
+    result = search("base_clean", prop)
+    assert result.findings == [], [(f.key, f.message, f.case) for f in result.findings]
+    assert result.examples >= MAX_EXAMPLES // 2, "the property skipped most inputs"
+
+
+def test_tojson_tool_calls_twin_passes():
+    result = search("no_repr_leak_tool_calls_clean", "no_repr_leak")
+    assert result.findings == [], [(f.key, f.message, f.case) for f in result.findings]
+
+
+@pytest.mark.parametrize("planted", PLANTED, ids=lambda p: p.id)
+def test_search_finds_planted_defect(planted):
+    """A seeded search reports the defect with its key and severity, shrunk small."""
+    result = search(planted.template, planted.prop)
+    found = [f for f in result.findings
+             if f.key.startswith(planted.key) and planted.key_contains in f.key]
+    assert found, f"expected a {planted.key!r} finding, got {[(f.severity, f.key) for f in result.findings]}"
+    finding = found[0]
+    assert finding.severity == planted.severity, (finding.key, finding.message)
+    assert finding.property == f"template.{planted.prop}"
+    if planted.max_messages is not None:
+        assert len(finding.case["messages"]) <= planted.max_messages, finding.case
+    # The reproducer still fails the property when replayed on its own.
+    failure = check_once(context(planted.template), planted.prop, finding.case)
+    assert failure is not None and failure.key == finding.key
+
+
+@pytest.mark.parametrize("planted", SINGLE_CASE, ids=lambda p: p.id)
+def test_single_case_fails_defect_and_passes_twin(planted):
+    failure = check_once(context(planted.template), planted.prop, planted.case)
+    assert failure is not None, f"{planted.template} passes template.{planted.prop} on {planted.case}"
+    assert failure.key.startswith(planted.key) and planted.key_contains in failure.key, failure.key
+    assert severity(planted.prop, failure) == planted.severity, failure.message
+    assert check_once(context(planted.clean), planted.prop, planted.case) is None
+
+
+# --- warning-only defects: findings, but never an error ----------------------------------
+
+@pytest.mark.parametrize("template, prop, key", [
+    ("renders_constraint_defect", "renders", "constraint:roles must alternate"),
+    ("content_preserved_trim_defect", "content_preserved", "trimmed:"),
+    ("generation_prompt_gap_defect", "generation_prompt", "whitespace_gap"),
+    ("deterministic_clock_defect", "deterministic", "clock"),
+])
+def test_warning_defect_yields_only_warnings(template, prop, key):
+    """A deliberate raise_exception, trimming, a whitespace gap and a clock dependence are
+    warning-tier: the search reports them and nothing of error severity."""
+    result = search(template, prop)
+    assert result.findings, f"{template}: no finding"
+    assert all(f.severity == "warning" and f.key.startswith(key) for f in result.findings), \
+        [(f.severity, f.key, f.case) for f in result.findings]
+
+
+def test_trimming_whitespace_only_content_is_a_warning():
+    """Trimming a whitespace-only message away is trimming (warning), even when the same
+    whitespace occurs earlier in the output, here inside the user's text."""
+    ctx = context("content_preserved_trim_defect")
+    failure = check_once(ctx, "content_preserved",
+                         case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " "}))
+    assert failure is not None
+    assert (severity("content_preserved", failure), failure.key) == \
+        ("warning", "trimmed:assistant:content"), failure.message
+    assert check_once(context("base_clean"), "content_preserved",
+                      case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " "})) is None
+
+
+def test_random_filter_fails_run_to_run_outside_search():
+    """Outside a search the |random template renders differently from run to run."""
+    ctx = context("deterministic_random_defect")
+    keys = set()
+    for _ in range(30):  # each check is run_to_run with probability 2/3
+        failure = check_once(ctx, "deterministic", case(USER, add_generation_prompt=False))
+        if failure is not None:
+            keys.add((severity("deterministic", failure), failure.key))
+    assert ("error", "run_to_run") in keys, keys
+
+
+def test_indent_difference_is_named_indent_whatever_the_text():
+    """U+0085 is a line break to Python's splitlines (jinja2's |indent), not to minijinja; the
+    difference is indent's, even though the message text happens to read 'None'."""
+    failure = check_once(context("engines_agree_indent_defect"), "engines_agree",
+                         case(USER, {"role": "assistant", "content": "\x85None"},
+                              add_generation_prompt=False))
+    assert failure is not None
+    assert failure.key == "differs:indent", failure.message
+
+
+# --- hangs -------------------------------------------------------------------------------
+
+def test_hang_is_a_timeout_failure():
+    """A template that loops 10^10 times is reported as a Timeout error, within the limit."""
+    ctx = context("renders_hang_defect", time_limit=0.5)
+    start = time.monotonic()
+    result = run_property(get("template.renders"), ctx,
+                          RunSettings(max_examples=10, seed=SEED, max_findings=1, shrink_seconds=1.0,
+                                      budget=20.0))
+    assert result.internal_error is None, result.internal_error
+    assert [(f.severity, f.key[:8]) for f in result.findings] == [("error", "Timeout:")]
+    assert time.monotonic() - start < 15
+    assert check_once(context("base_clean", time_limit=0.5), "renders", result.findings[0].case) is None
