@@ -13,7 +13,10 @@ Usage: python bench/bench_template.py [--cases N] [--sweep]
 from __future__ import annotations
 
 import argparse
+import os
 import time
+
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # before transformers is imported
 
 from hypothesis import HealthCheck, Phase, given, settings
 from transformers.utils.chat_template_utils import render_jinja_template

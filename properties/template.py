@@ -15,10 +15,11 @@ import re
 from hypothesis import strategies as st
 
 import chainfuzz
-from chainfuzz import analysis, assume
+from chainfuzz import assume, markers
 from chainfuzz import strategies as cst
 from chainfuzz.messages import all_strings, error_key, excerpt, expected_texts, json_escaped
 from chainfuzz.render import RenderError
+from chainfuzz.structure import PROBE_ROLES
 
 
 def _cases(ctx):
@@ -207,9 +208,9 @@ def turns_closed(ctx, case):
     configuration: open/close pairs matched by name (<|im_start|>/<|im_end|>, [INST]/[/INST],
     <start_of_turn>/<end_of_turn>) that wrap message contents in probe renderings. They must
     balance in the rendering of a finished conversation."""
-    assume(ctx.turn_pairs, "no turn markers found in the template")
+    assume(ctx.turn_markers, "no turn markers found in the template")
     out = _render_case(ctx, case)
-    problem = analysis.unbalanced(out, ctx.turn_pairs)
+    problem = markers.unbalanced(out, ctx.turn_markers)
     if problem:
         key, message = problem
         raise chainfuzz.Failure(message, key=key, observed=message, expected="balanced markers",
@@ -283,7 +284,7 @@ _ROUNDTRIP_TEXT = st.lists(cst.words(), min_size=1, max_size=3).map(" ".join)
 
 def _roundtrip_cases(ctx):
     return cst.conversations(tools=False, reasoning=False, txt=_ROUNDTRIP_TEXT).filter(
-        lambda c: all(isinstance(m["content"], str) and m["role"] in analysis.PROBE_ROLES
+        lambda c: all(isinstance(m["content"], str) and m["role"] in PROBE_ROLES
                       for m in c["messages"]))
 
 

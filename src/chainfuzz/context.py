@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 from functools import cached_property
 
-from . import analysis
+from . import markers as _markers
+from .structure import Structure, learn_structure
 from .errors import Skip
 from .render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
 from .targets import TemplateTarget
@@ -42,31 +43,26 @@ class TemplateContext:
     @cached_property
     def markers(self) -> tuple[str, ...]:
         """Control tokens and tag-like literals of the template, longest first."""
-        return analysis.marker_vocabulary(self.target.source, self.target.control_tokens)
+        return _markers.vocabulary(self.target.source, self.target.control_tokens)
 
     @cached_property
     def literal_text(self) -> str:
         """The template's literal text: a repr it writes itself is not a leak."""
-        return analysis.literal_text(self.target.source)
+        return _markers.literal_text(self.target.source)
 
     def has_marker(self, text: str) -> bool:
         """Whether ``text`` spells any marker (then findings on it are the input's doing)."""
         return any(m in text for m in self.markers)
 
     @cached_property
-    def marker_pairs(self) -> list[tuple[str, str]]:
-        """Open/close marker pairs found by name in the template."""
-        return analysis.marker_pairs(self.markers)
+    def turn_markers(self) -> list[_markers.TurnMarkers]:
+        """How the template opens and closes turns, inferred from probe renderings."""
+        return _markers.turn_markers(self.target.source, self.markers, self.structure.samples)
 
     @cached_property
-    def turn_pairs(self) -> list[tuple[str, str]]:
-        """The marker pairs that wrap each message's content in probe renderings."""
-        return analysis.turn_pairs(self.markers, self.marker_pairs, self.structure.samples)
-
-    @cached_property
-    def structure(self) -> analysis.Structure:
+    def structure(self) -> Structure:
         """Turn structure learned from probe renderings (add_generation_prompt=False)."""
-        return analysis.learn_structure(lambda msgs: self.render(msgs))
+        return learn_structure(lambda msgs: self.render(msgs))
 
     @cached_property
     def minijinja(self):
