@@ -59,33 +59,27 @@ def renders(ctx, case):
 
 # --- template.content_preserved ----------------------------------------------------------
 
-def _find_text(out: str, text: str, structured: bool, start: int,
-               others: str) -> tuple[int, int, str | None]:
-    """(start, end, defect) of ``text`` in ``out`` at or after ``start``; defect None if verbatim.
-
-    ``others`` is the rest of the input and the template's literal text: an earlier
-    occurrence of ``text`` they explain is no evidence of reordering.
-    """
-    if text.isspace():
-        # Whitespace has no position worth trusting; its only possible defect is trimming.
-        return (start, start, None) if out.find(text, start) >= 0 else (start, start, "trimmed")
+def _find_text(out: str, text: str, structured: bool, start: int) -> tuple[int, int, str | None]:
+    """(start, end, defect) of ``text`` in ``out`` at or after ``start``; defect None if verbatim."""
     forms = [text, json_escaped(text)] if structured else [text]
     for form in forms:
         at = out.find(form, start)
         if at >= 0:
             return at, at + len(form), None
-    for form, defect in ((json_escaped(text), "json_encoded"), (html.escape(text), "html_escaped"),
-                         (text.strip(), "trimmed")):
+    py_repr = repr(text)[1:-1] if "{'" in out or "['" in out else None
+    for form, defect in ((py_repr, "python_repr"), (json_escaped(text), "json_encoded"),
+                         (html.escape(text), "html_escaped"), (text.strip(), "trimmed")):
         if form and form != text and out.find(form, start) >= 0:
             at = out.find(form, start)
             return at, at + len(form), defect
-    if text in out and text not in others:
+    if text in out:
         return -1, -1, "reordered"
     return -1, -1, "dropped"
 
 
 _DEFECT_WORDS = {
     "reordered": "appears out of order",
+    "python_repr": "is written as part of a Python repr",
     "json_encoded": "is re-encoded as a JSON string",
     "html_escaped": "is HTML-escaped",
     "trimmed": "has its surrounding whitespace trimmed",
@@ -97,20 +91,26 @@ _DEFECT_WORDS = {
 def content_preserved(ctx, case):
     """Every message's text (content, tool-call names and arguments, tool results) appears in
     the output verbatim and in order. Whitespace trimming is a warning; dropping, re-encoding
-    or reordering text is an error. Texts that spell the template's markers are exempt."""
+    or reordering text is an error. Texts that spell the template's markers, and blank texts,
+    are exempt."""
+    # Whitespace-only texts are skipped: nothing tells a dropped blank from a trimmed one.
+    texts = [(i, f, t, structured) for i, msg in enumerate(case["messages"])
+             for f, t, structured in expected_texts(msg) if not ctx.has_marker(t) and not t.isspace()]
+    # Each text must be findable unambiguously: not inside another message's text or the tool
+    # schemas, and, when short, not inside the template's own literal text ("Y" would match
+    # "You are..."). Shrinking would otherwise converge on equal texts and blame the wrong message.
+    elsewhere = [(i, t) for i, _, t, _ in texts] + [(-1, t) for t in all_strings(case.get("tools"))]
+    assume(all(len(t) > 3 or t not in ctx.literal_text for _, _, t, _ in texts)
+           and not any(a in b for i, _, a, _ in texts for j, b in elsewhere if i != j),
+           "texts are ambiguous")
     out = _render_case(ctx, case)
     cursor = 0
-    everything = all_strings(case)
     for i, msg in enumerate(case["messages"]):
         ends = []
-        for field, text, structured in expected_texts(msg):
-            if ctx.has_marker(text):
-                continue
-            others = "\0".join([t for t in everything if t != text] + [ctx.literal_text])
-            at, end, defect = _find_text(out, text, structured, cursor, others)
+        for _, field, text, structured in (x for x in texts if x[0] == i):
+            at, end, defect = _find_text(out, text, structured, cursor)
             if defect is None:
-                if not text.isspace():
-                    ends.append(end)
+                ends.append(end)
                 continue
             role = msg.get("role")
             raise chainfuzz.Failure(

@@ -53,7 +53,14 @@ KNOWN_DEFECTS = [
      {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}], "tools": None}),
     # Qwen2.5 knows no developer role and drops the message silently.
     ("Qwen-Qwen2.5-7B-Instruct", "template.content_preserved",
-     {"messages": [{"role": "developer", "content": "be brief"}, {"role": "user", "content": "hi"}],
+     {"messages": [{"role": "developer", "content": "be brief"},
+                   {"role": "user", "content": "hello there"}], "tools": None}),
+    # Qwen2.5 pipes arguments through |tojson, so JSON-string arguments are encoded twice.
+    ("Qwen-Qwen2.5-7B-Instruct", "template.content_preserved",
+     {"messages": [{"role": "user", "content": "weather in Paris?"},
+                   {"role": "assistant", "content": None, "tool_calls": [
+                       {"id": "call_1", "type": "function",
+                        "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]}],
       "tools": None}),
     # Kimi-K2 calls list.append, which the sandbox forbids.
     ("Kimi-K2-Instruct", "template.renders",
@@ -78,8 +85,9 @@ def test_known_real_defects_are_found(templates, name, prop, case):
 
 
 def test_a_well_formed_conversation_passes_on_qwen(templates):
-    case = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "a"},
-                         {"role": "assistant", "content": "b"}], "tools": None}
+    case = {"messages": [{"role": "system", "content": "stay polite"},
+                         {"role": "user", "content": "what is up"},
+                         {"role": "assistant", "content": "not much"}], "tools": None}
     for prop in ("template.renders", "template.content_preserved", "template.prefix_stable",
                  "template.no_repr_leak", "template.deterministic", "template.engines_agree",
                  "template.turns_closed", "template.roundtrip"):

@@ -32,7 +32,7 @@ from chainfuzz.targets import TemplateTarget
 TEMPLATES = Path(__file__).parent / "templates"
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
 SEED = 0
-MAX_EXAMPLES = 100
+MAX_EXAMPLES = 200  # a seeded search; every planted defect shows within it
 
 PROPERTIES = (
     "renders", "content_preserved", "prefix_stable", "generation_prompt", "turns_closed",
@@ -225,17 +225,19 @@ def test_warning_defect_yields_only_warnings(template, prop, key):
         [(f.severity, f.key, f.case) for f in result.findings]
 
 
-def test_trimming_whitespace_only_content_is_a_warning():
-    """Trimming a whitespace-only message away is trimming (warning), even when the same
-    whitespace occurs earlier in the output, here inside the user's text."""
+def test_trimming_is_a_warning_and_blank_texts_are_not_charged():
+    """Trimming the whitespace around a text is a warning; a blank text trimmed away is not
+    charged at all, since nothing tells it from a dropped one."""
     ctx = context("content_preserved_trim_defect")
     failure = check_once(ctx, "content_preserved",
-                         case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " "}))
+                         case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " x "}))
     assert failure is not None
     assert (severity("content_preserved", failure), failure.key) == \
         ("warning", "trimmed:assistant:content"), failure.message
-    assert check_once(context("base_clean"), "content_preserved",
+    assert check_once(ctx, "content_preserved",
                       case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " "})) is None
+    assert check_once(context("base_clean"), "content_preserved",
+                      case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " x "})) is None
 
 
 def test_random_filter_fails_run_to_run_outside_search():

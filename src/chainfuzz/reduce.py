@@ -2,9 +2,10 @@
 
 Hypothesis shrinks the choices a strategy made, and can stall where removing a message would
 need several choices to change at once. Cases are plain conversations, so this pass edits them
-directly: it deletes whole turns (an assistant message together with its tool results), drops
-``tools`` and optional keys, and empties texts, keeping an edit only while the same defect
-still shows. Every edit keeps the case schema-shaped.
+directly: it deletes whole turns (an assistant message together with its tool results) and
+drops ``tools`` and optional keys, keeping an edit only while the same defect still shows.
+Every edit keeps the case schema-shaped. Texts are left to Hypothesis: emptying one can keep
+the defect's key while changing its cause (an empty system message is legitimately dropped).
 """
 
 from __future__ import annotations
@@ -42,11 +43,6 @@ def _candidates(case: dict) -> Iterator[dict]:
         for key in _OPTIONAL_KEYS:
             if key in msg:
                 yield _edit(case, i, lambda m, k=key: m.pop(k))
-        content = msg.get("content")
-        if isinstance(content, list) and content:
-            yield _edit(case, i, lambda m: m.update(content=""))
-        elif isinstance(content, str) and content:
-            yield _edit(case, i, lambda m: m.update(content=""))
 
 
 def _turns(messages: list[dict]) -> Iterator[tuple[int, int]]:
