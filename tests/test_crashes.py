@@ -188,33 +188,20 @@ def run_cases(pytester):
     return pytester.runpytest("-p", "no:cacheprovider", "-rA", "crashes")
 
 
-def test_plugin_open_case_still_failing_is_xfailed(pytester, plugin_project):
-    plugin_project("open", template_fixed=False)
+@pytest.mark.parametrize("status,fixed,outcome,line", [
+    ("open", False, {"xfailed": 1}, "*open defect still present*"),
+    ("open", True, {"failed": 1}, '*template.renders now holds*"status": "fixed"*'),
+    ("fixed", False, {"failed": 1}, "*regression: template.renders fails again*"),
+    ("fixed", True, {"passed": 1}, None),
+], ids=["open-still-failing-xfails", "open-now-fixed-asks-to-mark-fixed",
+        "fixed-failing-again-is-a-regression", "fixed-holding-passes"])
+def test_plugin_outcome_follows_the_case_status(pytester, plugin_project, status, fixed, outcome, line):
+    plugin_project(status, template_fixed=fixed)
     result = run_cases(pytester)
-    result.assert_outcomes(xfailed=1)
-    result.stdout.fnmatch_lines(["*open defect still present*"])
-
-
-def test_plugin_open_case_now_fixed_fails_asking_to_mark_it_fixed(pytester, plugin_project):
-    plugin_project("open", template_fixed=True)
-    result = run_cases(pytester)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(['*template.renders now holds*"status": "fixed"*'])
-    assert result.ret == 1
-
-
-def test_plugin_fixed_case_failing_again_is_a_regression(pytester, plugin_project):
-    plugin_project("fixed", template_fixed=False)
-    result = run_cases(pytester)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*regression: template.renders fails again*"])
-
-
-def test_plugin_fixed_case_that_holds_passes(pytester, plugin_project):
-    plugin_project("fixed", template_fixed=True)
-    result = run_cases(pytester)
-    result.assert_outcomes(passed=1)
-    assert result.ret == 0
+    result.assert_outcomes(**outcome)
+    if line:
+        result.stdout.fnmatch_lines([line])
+    assert result.ret == (1 if "failed" in outcome else 0)
 
 
 def test_plugin_ignores_json_that_is_not_a_case(pytester, plugin_project):
