@@ -268,3 +268,42 @@ def test_replay_defaults_to_crashes_folder(cli, write_template, sources, tmp_pat
 
 def test_replay_of_a_missing_path_is_exit_2(cli, tmp_path, one_error_line):
     assert "nowhere" in one_error_line(cli("replay", tmp_path / "nowhere"))
+
+
+# --- user properties -----------------------------------------------------------------------------
+
+USER_PROPERTY = '''
+import chainfuzz
+from chainfuzz import strategies as cst
+
+@chainfuzz.property("template.no_tabs", inputs=lambda ctx: cst.conversations(ctx.markers),
+                    severity="error")
+def no_tabs(ctx, case):
+    """The template itself never writes a tab character."""
+    chainfuzz.assume("\\t" not in str(case), "the input has tabs")
+    if "\\t" in ctx.render_or_skip(case["messages"], tools=case["tools"]):
+        raise chainfuzz.Failure("the template writes a tab", key="tab")
+'''
+
+
+def test_a_property_in_the_working_directory_is_picked_up_by_check_and_replay(tmp_path, cli_subprocess):
+    """One function in ./properties/ is a new invariant for check, properties and replay."""
+    (tmp_path / "properties").mkdir()
+    (tmp_path / "properties" / "rules.py").write_text(USER_PROPERTY, encoding="utf-8")
+    tpl = tmp_path / "tabs.jinja"
+    tpl.write_text("{% for m in messages %}{{ m.role }}\t{{ m.content }}\n{% endfor %}", encoding="utf-8")
+    assert "template.no_tabs" in cli_subprocess("properties").out
+    r = cli_subprocess("check", tpl, "--property", "template.no_tabs", "--seed", "1", "--max-examples", "20")
+    assert r.rc == 1 and "template.no_tabs" in r.out, r.out + r.err
+    assert len(list((tmp_path / "crashes").glob("template.no_tabs--*.json"))) == 1
+    assert cli_subprocess("replay").rc == 1  # still fails
+    tpl.write_text("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}", encoding="utf-8")
+    r = cli_subprocess("replay")
+    assert r.rc == 0 and "fixed" in r.out, r.out + r.err
+
+
+def test_a_broken_user_property_module_is_one_error_line(tmp_path, cli_subprocess, one_error_line):
+    (tmp_path / "properties").mkdir()
+    (tmp_path / "properties" / "broken.py").write_text("import no_such_module\n", encoding="utf-8")
+    line = one_error_line(cli_subprocess("properties"))
+    assert "broken.py" in line
