@@ -168,6 +168,8 @@ def generation_prompt(ctx, case):
     start of render(msgs + [reply]): the text between the generation prompt and the reply is
     empty. A whitespace-only gap, or an empty reasoning block, is a warning."""
     msgs, tools, reply = case["messages"], case.get("tools"), case["reply"]
+    # A short reply inside the template's own text ("a" in "assistant") would be found early.
+    assume(len(reply) > 3 or reply not in ctx.literal_text, "the reply is ambiguous")
     prompt = ctx.render_or_skip(msgs, tools=tools, add_generation_prompt=True)
     full = ctx.render_or_skip([*msgs, {"role": "assistant", "content": reply}], tools=tools)
     at = full.find(reply, len(prompt) if full.startswith(prompt) else 0)

@@ -6,6 +6,7 @@ crashed run loses none of them.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -81,7 +82,7 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
                 if total_budget is not None:
                     left = total_budget - (time.monotonic() - start)
                     budget = max(0.05, left / (searches - done))
-                settings = RunSettings(run.max_examples, budget, seed, run.max_findings)
+                settings = dataclasses.replace(run, budget=budget, seed=seed)
                 if progress:
                     progress(f"[{done + 1}/{searches}] {target.name}: {prop.id}")
                 result = run_property(prop, ctx, settings, _recorder(treport, target, crashes_dir))

@@ -114,7 +114,7 @@ def _cmd_check(args) -> int:
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:
-        _write_json(args.json, report.to_json(result))
+        _write(args.json, _json(report.to_json(result)))
     report.write_human(result, sys.stdout)
     return 130 if result.interrupted else result.exit_code
 
@@ -127,10 +127,10 @@ def _cmd_sweep(args) -> int:
                          total_budget=args.budget, crashes_dir=Path(args.crashes), jobs=args.jobs,
                          limit=args.limit, progress=_progress)
     if args.json:
-        _write_json(args.json, result.to_json())
+        _write(args.json, _json(result.to_json()))
     table = result.markdown()
     if args.markdown:
-        Path(args.markdown).write_text(table, encoding="utf-8")
+        _write(args.markdown, table)
     print(table)
     return result.exit_code
 
@@ -185,9 +185,13 @@ def _check_outputs(args) -> None:
             raise ChainfuzzError(f"--crashes {crashes_dir}: {existing} is a file, not a folder")
 
 
-def _write_json(path: str, doc: dict) -> None:
+def _json(doc: dict) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def _write(path: str, text: str) -> None:
     try:
-        Path(path).write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        Path(path).write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ChainfuzzError(f"cannot write {path}: {exc.strerror}") from None
 

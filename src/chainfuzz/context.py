@@ -6,16 +6,14 @@ import datetime as _dt
 from functools import cached_property
 
 from . import markers as _markers
-from .structure import Structure, learn_structure
 from .errors import Skip
 from .render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
+from .structure import Structure, learn_structure
 from .targets import TemplateTarget
 
 
 class TemplateContext:
     """One template target, rendered with transformers (the reference) or minijinja."""
-
-    kind = "template"
 
     def __init__(self, target: TemplateTarget, *, time_limit: float = DEFAULT_TIME_LIMIT,
                  max_output: int = DEFAULT_MAX_OUTPUT) -> None:

@@ -31,10 +31,6 @@ class Property:
     description: str
     module: str = field(compare=False, default="")
 
-    @property
-    def kind(self) -> str:
-        return self.id.split(".", 1)[0]
-
 
 _REGISTRY: dict[str, Property] = {}
 

@@ -24,8 +24,6 @@ from .errors import ChainfuzzError, Failure
 from .reduce import reduce_case
 from .registry import Property
 
-
-
 # Inputs the template refuses do not count as examples; this bounds how many are tried.
 MAX_TRIES_PER_EXAMPLE = 3
 
@@ -43,6 +41,11 @@ class RunSettings:
     seed: int | None = None
     max_findings: int = 10
     shrink_seconds: float = 5.0  # per finding; the best input so far is kept when it runs out
+
+    def exhausted(self, result: "PropertyResult") -> bool:
+        """Whether ``result`` has used up the examples, or the tries, this allows."""
+        return (result.examples >= self.max_examples
+                or result.tries >= self.max_examples * MAX_TRIES_PER_EXAMPLE)
 
 
 @dataclass
@@ -106,13 +109,13 @@ def run_property(prop: Property, ctx, run: RunSettings,
     known: set[str] = set()
     try:
         strategy = prop.inputs(ctx)
-        while result.examples < run.max_examples and time.monotonic() < deadline \
-                and result.tries < run.max_examples * MAX_TRIES_PER_EXAMPLE \
+        while not run.exhausted(result) and time.monotonic() < deadline \
                 and len(result.findings) < run.max_findings:
-            failure = _search_round(prop, ctx, strategy, known, run, rng.getrandbits(64), deadline, result)
+            failure, shrink_until = _search_round(prop, ctx, strategy, known, run,
+                                                  rng.getrandbits(64), deadline, result)
             if failure is None:
                 break
-            failure = _reduce(prop, ctx, failure, min(deadline, time.monotonic() + run.shrink_seconds))
+            failure = _reduce(prop, ctx, failure, shrink_until)
             known.add(failure.key)
             finding = _finding(prop, ctx, failure)
             result.findings.append(finding)
@@ -170,11 +173,12 @@ def _jsonable(value):
         return repr(value)
 
 
-def _search_round(prop, ctx, strategy, known, run, seed, deadline, result) -> Failure | None:
-    """One Hypothesis run; returns the shrunk failure with an unknown key, or None.
+def _search_round(prop, ctx, strategy, known, run, seed, deadline, result):
+    """One Hypothesis run: (the shrunk failure with an unknown key or None, shrink deadline).
 
     Generation stops at ``deadline``; shrinking stops ``run.shrink_seconds`` after the first
-    failure, keeping the smallest failing input found by then.
+    failure, keeping the smallest failing input found by then. The structural reduction that
+    follows shares that shrink deadline.
     """
     state: dict = {"key": None, "failure": None, "stop": deadline}
 
@@ -182,8 +186,7 @@ def _search_round(prop, ctx, strategy, known, run, seed, deadline, result) -> Fa
         if time.monotonic() > state["stop"]:
             raise _OutOfTime()
         if state["key"] is None:
-            if result.examples >= run.max_examples or \
-                    result.tries >= run.max_examples * MAX_TRIES_PER_EXAMPLE:
+            if run.exhausted(result):
                 raise _OutOfTime()
             result.tries += 1
         else:
@@ -209,12 +212,13 @@ def _search_round(prop, ctx, strategy, known, run, seed, deadline, result) -> Fa
         suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
         phases=(Phase.generate, Phase.shrink), verbosity=Verbosity.quiet,
     )(hseed(seed)(given(strategy)(test)))
+    failure = None
     try:
         search()
     except Failure as f:
-        return f
+        failure = f
     except (_OutOfTime, Flaky):
-        return state["failure"]
+        failure = state["failure"]
     except Unsatisfiable:
-        return None
-    return None
+        pass
+    return failure, state["stop"]
