@@ -18,7 +18,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
-	$(BIN)/python bench/bench_template.py
+	$(BIN)/python bench/bench_template.py --sweep
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
