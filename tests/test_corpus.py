@@ -12,7 +12,7 @@ import pytest
 from chainfuzz import corpus
 from chainfuzz.context import TemplateContext
 from chainfuzz.registry import get
-from chainfuzz.runner import RunSettings
+from chainfuzz.runner import RunSettings, run_property
 from chainfuzz.sweep import sweep
 from chainfuzz.targets import load_target
 
@@ -92,3 +92,18 @@ def test_a_well_formed_conversation_passes_on_qwen(templates):
                  "template.no_repr_leak", "template.deterministic", "template.engines_agree",
                  "template.turns_closed", "template.roundtrip"):
         _check(templates, "Qwen-Qwen2.5-7B-Instruct", prop, case)
+
+
+def test_a_real_gguf_is_a_target_with_its_own_tokens():
+    """phi-3's vocab-only GGUF from the sdist carries a chat template and token metadata."""
+    gguf = corpus.fetch() / "vocab" / "ggml-vocab-phi-3.gguf"
+    target = load_target(gguf)
+    assert target.name == "ggml-vocab-phi-3.gguf"
+    assert target.special_tokens["bos_token"] == "<s>"
+    assert {"<|user|>", "<|assistant|>", "<|end|>"} <= set(target.control_tokens)
+    result = run_property(get("template.renders"), TemplateContext(target),
+                          RunSettings(max_examples=20, seed=0, max_findings=3, shrink_seconds=0.5))
+    assert result.internal_error is None
+    # its template concatenates content, so list-of-parts content is a TypeError
+    assert any(f.key.startswith("TypeError:can only concatenate") for f in result.findings), \
+        [f.key for f in result.findings]
