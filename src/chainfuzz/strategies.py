@@ -13,8 +13,6 @@ from typing import Sequence
 
 from hypothesis import strategies as st
 
-ROLES = ("system", "developer", "user", "assistant", "tool")
-
 # Strings that break naive text handling, each a known source of trouble in templates,
 # Jinja engines or tokenizers.
 UNICODE_EDGES = (
@@ -61,9 +59,8 @@ def plain_text(min_size: int = 0, max_size: int = 20) -> st.SearchStrategy[str]:
 
 
 def words(min_size: int = 1, max_size: int = 12) -> st.SearchStrategy[str]:
-    """Non-empty text with no surrounding whitespace: survives templates that ``trim``."""
-    inner = st.text(alphabet=string.ascii_letters + string.digits, min_size=min_size, max_size=max_size)
-    return inner
+    """ASCII letters and digits, no whitespace: text that survives templates that ``trim``."""
+    return st.text(alphabet=string.ascii_letters + string.digits, min_size=min_size, max_size=max_size)
 
 
 def marker_fragments(markers: Sequence[str]) -> st.SearchStrategy[str]:
@@ -92,7 +89,7 @@ def text(markers: Sequence[str] = (), *, max_parts: int = 4) -> st.SearchStrateg
 
 
 def content(txt: st.SearchStrategy[str], *, nullable: bool) -> st.SearchStrategy:
-    """A message's ``content``: a string, "" , a list of text parts, or (where the schema allows) null."""
+    """A message's ``content``: a string, a list of text parts, or (where the schema allows) null."""
     options = [
         txt,
         st.lists(txt.map(lambda t: {"type": "text", "text": t}), min_size=1, max_size=3),
