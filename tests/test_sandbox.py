@@ -168,3 +168,13 @@ def test_deliberate_refusal_is_a_warning_and_a_crash_an_error():
     assert result.findings, "30 conversations and none with a system message?"
     assert {f.severity for f in result.findings} == {"warning"}
     assert all(f.key.startswith("constraint:") for f in result.findings)
+
+
+def test_the_issue_example_range_of_a_billion_is_a_renders_failure():
+    """``{% for i in range(10**9) %}`` is a template.renders error at once, not a hung run."""
+    source = "{% for i in range(10**9) %}x{% endfor %}{% for m in messages %}{{ m.content }}{% endfor %}"
+    start = time.monotonic()
+    result = run_property(registry.get("template.renders"), TemplateContext(TemplateTarget(source, "inline", "t")),
+                          RunSettings(max_examples=10, seed=0, max_findings=1, shrink_seconds=0.5))
+    assert [(f.severity, f.key.split(":")[0]) for f in result.findings] == [("error", "OverflowError")]
+    assert time.monotonic() - start < 10
