@@ -1,17 +1,21 @@
 """``sweep``: check every template of a real-template corpus, in parallel, into one table.
 
-Each template is checked in a worker process, so a template that wedges the interpreter costs
-one worker's task, and the table is built from what every worker sent back.
+Each template is checked in its own forked process (cheap: the parent has imported
+transformers already). A template that hangs where no alarm reaches, or kills the interpreter,
+costs its own row, marked as an error, and never the rest of the sweep.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
+import multiprocessing.connection as mp_connection
 import os
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from . import corpus, registry
 from .check import check
@@ -93,20 +97,69 @@ def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None =
     paths = sorted(corpus.templates_dir(corpus_name).glob("*.jinja"))[:limit]
     jobs = jobs or os.cpu_count() or 1
     per_template = total_budget * jobs / max(1, len(paths)) if total_budget else None
-    settings = RunSettings(run.max_examples, None, seed, run.max_findings, run.shrink_seconds)
+    settings = dataclasses.replace(run, budget=None, seed=seed)
     tasks = [(str(p), props, settings, per_template, crashes_dir) for p in paths]
     report = SweepReport(corpus_name, seed, props)
     start = time.monotonic()
-    ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(jobs, maxtasksperchild=8) as pool:
-        for i, row in enumerate(pool.imap_unordered(_check_one, tasks), 1):
-            report.rows.append(row)
-            if progress:
-                e = sum(f["severity"] == "error" for f in row.findings)
-                w = len(row.findings) - e
-                progress(f"[{i}/{len(tasks)}] {row.name}: {e} errors, {w} warnings ({row.seconds:.1f}s)")
+    limit_s = _task_limit(per_template, settings, len(props))
+    for i, row in enumerate(_run_isolated(tasks, jobs, limit_s), 1):
+        report.rows.append(row)
+        if progress:
+            e = sum(f["severity"] == "error" for f in row.findings)
+            w = len(row.findings) - e
+            summary = row.error or f"{e} errors, {w} warnings ({row.seconds:.1f}s)"
+            progress(f"[{i}/{len(tasks)}] {row.name}: {summary}")
     report.seconds = time.monotonic() - start
     return report
+
+
+def _task_limit(per_template: float | None, run: RunSettings, n_props: int) -> float:
+    """Seconds after which a template's process is killed: far beyond any honest search
+    (50 ms per example is ten times the usual cost, plus every finding's shrinking)."""
+    searching = per_template if per_template else run.max_examples * n_props * 0.05
+    return 60 + 4 * searching + n_props * run.max_findings * run.shrink_seconds
+
+
+def _run_isolated(tasks: list, jobs: int, limit_s: float) -> Iterator[Row]:
+    """Run each task in a forked process, ``jobs`` at a time; yield rows as they finish."""
+    ctx = multiprocessing.get_context("fork")
+    pending = list(tasks)
+    running: dict = {}  # process -> (task, connection, start)
+    while pending or running:
+        while pending and len(running) < jobs:
+            task = pending.pop(0)
+            receive, send = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_child, args=(task, send), daemon=True)
+            proc.start()
+            send.close()
+            running[proc] = (task, receive, time.monotonic())
+        ready = mp_connection.wait([r for _, r, _ in running.values()] + [p.sentinel for p in running],
+                                   timeout=1.0)
+        for proc, (task, receive, started) in list(running.items()):
+            row = None
+            if receive in ready or proc.sentinel in ready:
+                row = _collect(proc, task, receive)
+            elif time.monotonic() - started > limit_s:
+                proc.kill()
+                row = Row(Path(task[0]).stem, error=f"killed after {limit_s:.0f}s without a result")
+            if row is not None:
+                proc.join()
+                receive.close()
+                del running[proc]
+                yield row
+
+
+def _collect(proc, task, receive) -> Row:
+    try:
+        return receive.recv()
+    except (EOFError, OSError):
+        proc.join()
+        return Row(Path(task[0]).stem, error=f"the checking process died (exit code {proc.exitcode})")
+
+
+def _child(task, send) -> None:
+    send.send(_check_one(task))
+    send.close()
 
 
 def _check_one(task) -> Row:

@@ -1,0 +1,34 @@
+"""The sweep's process isolation: a template that kills or wedges its process costs one row."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from chainfuzz import sweep
+
+
+def test_dead_and_hung_checks_become_error_rows_and_the_rest_completes(monkeypatch):
+    def fake_check(task):
+        name = task[0]
+        if name == "dies":
+            os._exit(3)  # what a segfaulting extension does to the process, minus the core file
+        if name == "hangs":
+            time.sleep(60)
+        return sweep.Row(name, seconds=0.01)
+
+    monkeypatch.setattr(sweep, "_check_one", fake_check)
+    tasks = [(name, [], None, None, None) for name in ("fine-1", "dies", "hangs", "fine-2")]
+    start = time.monotonic()
+    rows = {r.name: r for r in sweep._run_isolated(tasks, jobs=2, limit_s=2.0)}
+    assert time.monotonic() - start < 20
+    assert set(rows) == {"fine-1", "dies", "hangs", "fine-2"}
+    assert rows["fine-1"].error is None and rows["fine-2"].error is None
+    assert rows["dies"].error == "the checking process died (exit code 3)"
+    assert rows["hangs"].error.startswith("killed after 2s")
+
+
+def test_a_crashed_template_shows_as_not_applicable_in_the_table():
+    report = sweep.SweepReport("c", 0, ["template.renders"],
+                               rows=[sweep.Row("t", error="the checking process died (exit code 3)")])
+    assert "| t | n/a |" in report.markdown()
