@@ -168,6 +168,7 @@ def generation_prompt(ctx, case):
     start of render(msgs + [reply]): the text between the generation prompt and the reply is
     empty. A whitespace-only gap, or an empty reasoning block, is a warning."""
     msgs, tools, reply = case["messages"], case.get("tools"), case["reply"]
+    assume(msgs and msgs[-1]["role"] in ("user", "tool"), "the conversation awaits no reply")
     # A short reply inside the template's own text ("a" in "assistant") would be found early.
     assume(len(reply) > 3 or reply not in ctx.literal_text, "the reply is ambiguous")
     prompt = ctx.render_or_skip(msgs, tools=tools, add_generation_prompt=True)
@@ -201,7 +202,7 @@ def generation_prompt(ctx, case):
 
 def _closed_cases(ctx):
     txt = st.one_of(cst.plain_text(), st.sampled_from(cst.UNICODE_EDGES))
-    return cst.conversations(end="assistant", txt=txt)
+    return cst.conversations(txt=txt)
 
 
 @chainfuzz.property("template.turns_closed", inputs=_closed_cases, severity="error")
@@ -209,7 +210,8 @@ def turns_closed(ctx, case):
     """Every turn the template opens is closed. Turn markers are inferred without per-model
     configuration: open/close pairs matched by name (<|im_start|>/<|im_end|>, [INST]/[/INST],
     <start_of_turn>/<end_of_turn>) that wrap message contents in probe renderings. They must
-    balance in the rendering of a finished conversation."""
+    balance in every rendering without a generation prompt, whichever role ends it: a template
+    that opens the assistant turn regardless of add_generation_prompt fails."""
     assume(ctx.turn_markers, "no turn markers found in the template")
     out = _render_case(ctx, case)
     problem = markers.unbalanced(out, ctx.turn_markers)

@@ -125,6 +125,8 @@ PLANTED = [
             case(USER, reply="hello"), max_messages=1),
     Planted("turns_closed_defect", "turns_closed", "never_closed:<|im_start|>", "error",
             case(USER, ASSISTANT), max_messages=2),
+    Planted("turns_closed_header_defect", "turns_closed", "never_closed:<|im_start|>", "error",
+            case(USER), max_messages=2),
     Planted("no_repr_leak_defect", "no_repr_leak", "repr:None", "error",
             case(USER, {"role": "assistant", "content": None}, add_generation_prompt=False)),
     Planted("no_repr_leak_defect", "no_repr_leak", "repr:list", "error",
