@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .errors import TargetError
 
 # Keys of tokenizer_config.json that transformers passes to templates as special tokens.
@@ -149,11 +151,17 @@ def _load_hf_folder(folder: Path) -> list[TemplateTarget]:
         named.update({q.stem: _read_text(q) for q in sorted(extra.glob("*.jinja"))})
     if not named:
         raise TargetError(f"{folder}: model folder has no chat template")
+    return _targets(named, folder, special, control)
+
+
+def _targets(named: dict[str | None, str], path: Path, special: dict[str, str],
+             control: set[str]) -> list[TemplateTarget]:
+    """One target per named template of a model folder or GGUF file (``name#tool_use``)."""
     return [
         TemplateTarget(
             source=src,
-            path=str(folder),
-            name=folder.name if tname is None else f"{folder.name}#{tname}",
+            path=str(path),
+            name=path.name if tname is None else f"{path.name}#{tname}",
             special_tokens=special,
             control_tokens=tuple(sorted(control)),
             template_name=tname,
@@ -205,23 +213,22 @@ def _load_gguf(p: Path) -> list[TemplateTarget]:
         raise TargetError(f"{p}: GGUF file has no tokenizer.chat_template")
     if bad := [k for k, v in named.items() if not isinstance(v, str)]:
         raise TargetError(f"{p}: tokenizer.chat_template{'.' + bad[0] if bad[0] else ''} is not a string")
-    tokens = scalar("tokenizer.ggml.tokens") or []
-    types = scalar("tokenizer.ggml.token_type") or []
+    # Decode only the tokens needed: a vocabulary holds up to ~260k strings.
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    n_tokens = 0 if tokens is None else len(tokens.data)
+
+    def token(i: int) -> str:
+        return bytes(tokens.parts[tokens.data[i]]).decode("utf-8", "replace")
+
     special = {}
     for key, name in (("bos", "bos_token"), ("eos", "eos_token"), ("unknown", "unk_token"),
                       ("padding", "pad_token")):
         idx = scalar(f"tokenizer.ggml.{key}_token_id")
-        if isinstance(idx, int) and 0 <= idx < len(tokens):
-            special[name] = tokens[idx]
-    control = {t for t, ty in zip(tokens, types) if ty == _GGUF_CONTROL} | set(special.values())
-    return [
-        TemplateTarget(
-            source=src,
-            path=str(p),
-            name=p.name if tname is None else f"{p.name}#{tname}",
-            special_tokens=special,
-            control_tokens=tuple(sorted(control)),
-            template_name=tname,
-        )
-        for tname, src in named.items()
-    ]
+        if isinstance(idx, int) and 0 <= idx < n_tokens:
+            special[name] = token(idx)
+    types = reader.fields.get("tokenizer.ggml.token_type")
+    control = set(special.values())
+    if types is not None and n_tokens:
+        kinds = np.concatenate([types.parts[i] for i in types.data])
+        control |= {token(int(i)) for i in np.flatnonzero(kinds[:n_tokens] == _GGUF_CONTROL)}
+    return _targets(named, p, special, control)
