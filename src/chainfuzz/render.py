@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import os
 import signal
 import threading
@@ -57,17 +58,23 @@ class _Timeout(BaseException):
     """Raised by the alarm handler; BaseException so templates' own handling cannot catch it."""
 
 
-@contextlib.contextmanager
-def frozen_clock(when: _dt.datetime):
-    """Make transformers' ``strftime_now`` global see ``when``."""
+@functools.lru_cache(maxsize=8)
+def _frozen_datetime(when: _dt.datetime) -> type:
+    """A ``datetime`` class whose ``now()`` is ``when`` (built once per instant, not per render)."""
 
     class _Frozen(_dt.datetime):
         @classmethod
         def now(cls, tz=None):
             return when if tz is None else when.replace(tzinfo=tz)
 
+    return _Frozen
+
+
+@contextlib.contextmanager
+def frozen_clock(when: _dt.datetime):
+    """Make transformers' ``strftime_now`` global see ``when``."""
     saved = _tcu.datetime
-    _tcu.datetime = _Frozen
+    _tcu.datetime = _frozen_datetime(when)
     try:
         yield
     finally:
