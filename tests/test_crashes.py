@@ -155,11 +155,11 @@ def test_replay_notices_a_different_defect(recorded, sources, cli):
     assert r.out.startswith("fails-differently")
 
 
-def test_replay_of_a_deleted_target_is_an_error(recorded, cli):
+def test_replay_of_a_deleted_target_says_it_is_missing(recorded, cli):
     tpl, crash_dir, case = recorded
     tpl.unlink()
     outcome = replay(case)
-    assert outcome.status == "error" and "no such file" in outcome.detail
+    assert outcome.status == "missing" and str(tpl.name) in outcome.detail
     assert cli("replay", crash_dir).rc == 2
 
 
@@ -202,6 +202,14 @@ def test_plugin_outcome_follows_the_case_status(pytester, plugin_project, status
     if line:
         result.stdout.fnmatch_lines([line])
     assert result.ret == (1 if "failed" in outcome else 0)
+
+
+def test_plugin_skips_a_case_whose_target_is_not_here(pytester, plugin_project):
+    plugin_project("open", template_fixed=False)
+    (pytester.path / "templates" / "nullcrash.jinja").unlink()
+    result = run_cases(pytester)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*is not on this machine*chainfuzz fetch*"])
 
 
 def test_plugin_ignores_json_that_is_not_a_case(pytester, plugin_project):

@@ -148,7 +148,7 @@ def _cmd_replay(args) -> int:
         print(f"{outcome.status:<18} {outcome.property:<28} {path}{note}\n{'':<18} {outcome.detail}")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no cases"
     print(f"\n{len(files)} case(s): {summary}")
-    if counts.get("error"):
+    if counts.get("error") or counts.get("missing"):
         return 2
     return 1 if counts.get("fails") or counts.get("fails-differently") else 0
 

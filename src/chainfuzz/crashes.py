@@ -95,7 +95,7 @@ def case_files(paths: list[Path]) -> list[Path]:
     out = []
     for p in paths:
         if p.is_dir():
-            out += sorted(q for q in p.rglob("*.json") if _is_case(q))
+            out += sorted(q for q in p.rglob("*.json") if is_case(q))
         elif p.exists():
             out.append(p)
         else:
@@ -103,7 +103,8 @@ def case_files(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _is_case(path: Path) -> bool:
+def is_case(path: Path) -> bool:
+    """Whether ``path`` looks like a chainfuzz case file (read from its first bytes)."""
     try:
         with path.open(encoding="utf-8") as f:
             return '"chainfuzz_case"' in f.read(200)

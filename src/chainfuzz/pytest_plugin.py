@@ -13,15 +13,11 @@ import pytest
 
 
 def pytest_collect_file(file_path: Path, parent):
-    if file_path.suffix == ".json" and _is_case(file_path):
+    from .crashes import is_case
+
+    if file_path.suffix == ".json" and is_case(file_path):
         return CaseFile.from_parent(parent, path=file_path)
     return None
-
-
-def _is_case(path: Path) -> bool:
-    from .crashes import _is_case as is_case
-
-    return is_case(path)
 
 
 class CaseFile(pytest.File):
@@ -38,10 +34,9 @@ class CaseItem(pytest.Item):
         outcome = replay(self.path)
         if outcome.status == "skipped":
             pytest.skip(outcome.detail)
+        if outcome.status == "missing":
+            pytest.skip(f"{outcome.detail}; `chainfuzz fetch` downloads the real-template corpus")
         if outcome.status == "error":
-            if "no such file" in outcome.detail:
-                pytest.skip(f"target not available here ({outcome.detail}); `chainfuzz fetch` "
-                            "downloads the real-template corpus")
             raise CaseError(f"cannot replay: {outcome.detail}")
         if status == "open":
             if outcome.failing:

@@ -5,15 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from hypothesis.errors import UnsatisfiedAssumption
+
 from . import crashes, registry
 from .context import TemplateContext
-from .errors import ChainfuzzError, Failure, Skip
+from .errors import ChainfuzzError, Failure
 from .targets import load_target
 
 
 @dataclass
 class Outcome:
-    """``status``: "fails" (same defect), "fails-differently", "fixed", "skipped" or "error"."""
+    """``status``: "fails" (same defect), "fails-differently", "fixed", "skipped", "missing"
+    (the target is not on this machine) or "error"."""
 
     path: Path
     property: str
@@ -32,6 +35,8 @@ def replay(path: Path) -> Outcome:
         rec = crashes.read(path)
         prop = registry.get(rec["property"])
         where = crashes.resolve_path(rec["target"]["path"], path)
+        if not where.exists():
+            return Outcome(path, prop.id, "missing", f"target {where} is not on this machine")
         target = load_target(where, rec["target"].get("template_name"))
     except ChainfuzzError as exc:
         return Outcome(path, "?", "error", str(exc))
@@ -42,7 +47,7 @@ def replay(path: Path) -> Outcome:
     except Failure as f:
         same = f.key == rec.get("key")
         return Outcome(path, prop.id, "fails" if same else "fails-differently", f.message, changed)
-    except Skip as skip:
+    except UnsatisfiedAssumption as skip:  # chainfuzz.Skip, or Hypothesis' own assume/reject
         return Outcome(path, prop.id, "skipped", f"the input no longer applies: {skip}", changed)
     except Exception as exc:  # a property bug must not hide the other cases' results
         return Outcome(path, prop.id, "error", f"{type(exc).__name__}: {exc}", changed)
