@@ -100,7 +100,7 @@ def content_preserved(ctx, case):
     # schemas, and, when short, not inside the template's own literal text ("Y" would match
     # "You are..."). Shrinking would otherwise converge on equal texts and blame the wrong message.
     elsewhere = [(i, t) for i, _, t, _ in texts] + [(-1, t) for t in all_strings(case.get("tools"))]
-    assume(all(len(t) > 3 or t not in ctx.literal_text for _, _, t, _ in texts)
+    assume(not any(ctx.template_writes(t) for _, _, t, _ in texts)
            and not any(a in b for i, _, a, _ in texts for j, b in elsewhere if i != j),
            "texts are ambiguous")
     out = _render_case(ctx, case)
@@ -170,7 +170,7 @@ def generation_prompt(ctx, case):
     msgs, tools, reply = case["messages"], case.get("tools"), case["reply"]
     assume(msgs and msgs[-1]["role"] in ("user", "tool"), "the conversation awaits no reply")
     # A short reply inside the template's own text ("a" in "assistant") would be found early.
-    assume(len(reply) > 3 or reply not in ctx.literal_text, "the reply is ambiguous")
+    assume(not ctx.template_writes(reply), "the reply is ambiguous")
     prompt = ctx.render_or_skip(msgs, tools=tools, add_generation_prompt=True)
     full = ctx.render_or_skip([*msgs, {"role": "assistant", "content": reply}], tools=tools)
     at = full.find(reply, len(prompt) if full.startswith(prompt) else 0)

@@ -48,6 +48,11 @@ class TemplateContext:
         """The template's literal text: a repr it writes itself is not a leak."""
         return _markers.literal_text(self.target.source)
 
+    def template_writes(self, text: str) -> bool:
+        """Whether ``text`` is short enough to occur by chance in the template's own text
+        ("a" inside "assistant"), so finding it in a rendering proves nothing."""
+        return len(text) <= 3 and text in self.literal_text
+
     def has_marker(self, text: str) -> bool:
         """Whether ``text`` spells any marker (then findings on it are the input's doing)."""
         return any(m in text for m in self.markers)
