@@ -142,8 +142,11 @@ def turn_markers(source: str, markers: tuple[str, ...],
         for c in (m for m in seen if not _says_open(m)):
             if o != c and (o, c) not in found and all(_encloses(o, c, len(r), t) for r, t in samples):
                 found.append((o, c))
-    turns = [TurnMarkers(o, c, alternative_closers(source, c, markers), _nests(o, c, samples))
-             for o, c in found]
+    turns = []
+    for o, c in found:
+        alternatives = alternative_closers(source, c, markers)
+        nests = any(_max_depth(t, o, (c, *alternatives)) > 1 for _, t in samples)
+        turns.append(TurnMarkers(o, c, alternatives, nests))
     # Pairs found by structure alone must also alternate in the template's own renderings of
     # conversations that end with a user message: no close without an open, no open inside an
     # open turn, at most one turn left open. Name-matched pairs need no such evidence, so a
@@ -185,10 +188,6 @@ def _one_per_marker(pairs, named, samples) -> list[tuple[str, str]]:
         if all(o != o2 and c != c2 for o2, c2 in chosen):
             chosen.append((o, c))
     return sorted(chosen)
-
-
-def _nests(opener: str, closer: str, samples) -> bool:
-    return any(_max_depth(t, opener, (closer,)) > 1 for _, t in samples)
 
 
 def _events(text: str, opener: str, closers: tuple[str, ...]) -> list[tuple[int, int]]:
