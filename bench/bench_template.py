@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from chainfuzz import corpus, registry
-from chainfuzz.context import TemplateContext
+from chainfuzz.context import Context
 from chainfuzz.errors import Failure, Skip
 from chainfuzz.runner import RunSettings, run_property
 from chainfuzz.targets import load_target
@@ -60,7 +60,7 @@ def bench_template(name: str, n: int) -> None:
     print(f"\n{name}")
     print(f"  {'property':<28} {'check/s':>9} {'e2e/s':>9} {'raw/s':>9} {'overhead':>9}")
     for prop in registry.all_properties():
-        ctx = TemplateContext(target)
+        ctx = Context(target)
         cases = draw_cases(prop.inputs(ctx), n)
 
         def check(case):
@@ -82,7 +82,7 @@ def bench_template(name: str, n: int) -> None:
         raw(cases[0])
         checks = rate(check, cases)
         raws = rate(raw, cases)
-        res = run_property(prop, TemplateContext(target),
+        res = run_property(prop, Context(target),
                            RunSettings(max_examples=n, seed=0, max_findings=1, shrink_seconds=0.01))
         e2e = (res.tries + res.shrink_steps) / res.seconds
         print(f"  {prop.id:<28} {checks:>9.0f} {e2e:>9.0f} {raws:>9.0f} {raws / checks:>8.1f}x")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from chainfuzz import corpus
-from chainfuzz.context import TemplateContext
+from chainfuzz.context import Context
 from chainfuzz.registry import get
 from chainfuzz.runner import RunSettings, run_property
 from chainfuzz.sweep import sweep
@@ -43,7 +43,7 @@ def test_no_property_raises_internally_on_any_real_template(tmp_path):
 
 
 def _check(templates, name: str, prop: str, case: dict):
-    ctx = TemplateContext(load_target(templates / f"{name}.jinja"))
+    ctx = Context(load_target(templates / f"{name}.jinja"))
     get(prop).check(ctx, case)
 
 
@@ -101,7 +101,7 @@ def test_a_real_gguf_is_a_target_with_its_own_tokens():
     assert target.name == "ggml-vocab-phi-3.gguf"
     assert target.special_tokens["bos_token"] == "<s>"
     assert {"<|user|>", "<|assistant|>", "<|end|>"} <= set(target.control_tokens)
-    result = run_property(get("template.renders"), TemplateContext(target),
+    result = run_property(get("template.renders"), Context(target),
                           RunSettings(max_examples=20, seed=0, max_findings=3, shrink_seconds=0.5))
     assert result.internal_error is None
     # its template concatenates content, so list-of-parts content is a TypeError

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from chainfuzz.context import TemplateContext
+from chainfuzz.context import Context
 from chainfuzz.markers import alternative_closers, pairs_by_name, unbalanced, vocabulary
-from chainfuzz.targets import TemplateTarget
+from chainfuzz.targets import Target
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -27,7 +27,7 @@ NESTED = ("{% for m in messages %}<|open|>msg<|sep|><|open|>body<|sep|>{{ m.cont
 
 
 def turns(source: str):
-    return TemplateContext(TemplateTarget(source, "inline", "t")).turn_markers
+    return Context(Target(source, "inline", "t")).turn_markers
 
 
 def test_vocabulary_takes_tags_from_literals_and_control_tokens():

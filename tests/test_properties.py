@@ -24,10 +24,10 @@ import pytest
 from hypothesis.errors import UnsatisfiedAssumption
 
 import chainfuzz
-from chainfuzz.context import TemplateContext
+from chainfuzz.context import Context
 from chainfuzz.registry import get
 from chainfuzz.runner import PropertyResult, RunSettings, run_property
-from chainfuzz.targets import TemplateTarget
+from chainfuzz.targets import Target
 
 TEMPLATES = Path(__file__).parent / "templates"
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
@@ -40,11 +40,11 @@ PROPERTIES = (
 )
 
 
-def context(name: str, **kw) -> TemplateContext:
+def context(name: str, **kw) -> Context:
     path = TEMPLATES / f"{name}.jinja"
-    target = TemplateTarget(source=path.read_text(encoding="utf-8"), path=str(path), name=name,
+    target = Target(source=path.read_text(encoding="utf-8"), path=str(path), name=name,
                             special_tokens=SPECIAL_TOKENS)
-    return TemplateContext(target, **kw)
+    return Context(target, **kw)
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,7 +56,7 @@ def search(name: str, prop: str) -> PropertyResult:
     return result
 
 
-def check_once(ctx: TemplateContext, prop: str, case: dict) -> chainfuzz.Failure | None:
+def check_once(ctx: Context, prop: str, case: dict) -> chainfuzz.Failure | None:
     """The property's verdict on one case: the Failure, or None when it holds."""
     try:
         get(f"template.{prop}").check(ctx, case)

@@ -8,23 +8,23 @@ import time
 import pytest
 
 from chainfuzz import registry
-from chainfuzz.context import TemplateContext
+from chainfuzz.context import Context
 from chainfuzz.render import Renderer, RenderError
 from chainfuzz.runner import RunSettings, run_property
-from chainfuzz.targets import BARE_TEMPLATE_TOKENS, TemplateTarget
+from chainfuzz.targets import BARE_TEMPLATE_TOKENS, Target
 
 USER_HI = [{"role": "user", "content": "hi"}]
 
 
-def target(source: str, name: str = "t") -> TemplateTarget:
-    return TemplateTarget(source=source, path=f"{name}.jinja", name=name,
+def target(source: str, name: str = "t") -> Target:
+    return Target(source=source, path=f"{name}.jinja", name=name,
                           special_tokens=dict(BARE_TEMPLATE_TOKENS))
 
 
 # --- time limit ----------------------------------------------------------------------------------
 
 def test_a_hanging_render_times_out(sources):
-    ctx = TemplateContext(target(sources.looping), time_limit=0.5)
+    ctx = Context(target(sources.looping), time_limit=0.5)
     start = time.monotonic()
     with pytest.raises(RenderError) as err:
         ctx.render(USER_HI)
@@ -33,11 +33,11 @@ def test_a_hanging_render_times_out(sources):
     assert err.value.exc_type == "Timeout"
     # the alarm is cleared afterwards: nothing fires later, and normal renders still work
     time.sleep(0.7)
-    assert TemplateContext(target("{{ messages | length }}")).render(USER_HI) == "1"
+    assert Context(target("{{ messages | length }}")).render(USER_HI) == "1"
 
 
 def test_a_hanging_template_is_a_renders_failure_keyed_timeout(sources):
-    ctx = TemplateContext(target(sources.looping, "loop"), time_limit=0.5)
+    ctx = Context(target(sources.looping, "loop"), time_limit=0.5)
     start = time.monotonic()
     result = run_property(registry.get("template.renders"), ctx,
                           RunSettings(max_examples=2, seed=1, shrink_seconds=1.0))
@@ -79,15 +79,15 @@ BLOWUP = "{% for m in messages %}{% for i in range(1000) %}{{ m.content }}xxxxxx
 
 def test_output_over_the_limit_is_output_limit():
     with pytest.raises(RenderError) as err:
-        TemplateContext(target(BLOWUP), max_output=5000).render(USER_HI)
+        Context(target(BLOWUP), max_output=5000).render(USER_HI)
     assert err.value.kind == "output_limit"
     assert "5000" in str(err.value)
     # under a larger limit the same render succeeds
-    assert len(TemplateContext(target(BLOWUP), max_output=20000).render(USER_HI)) == 12000
+    assert len(Context(target(BLOWUP), max_output=20000).render(USER_HI)) == 12000
 
 
 def test_output_blowup_is_a_renders_failure():
-    ctx = TemplateContext(target(BLOWUP, "blowup"), max_output=5000)
+    ctx = Context(target(BLOWUP, "blowup"), max_output=5000)
     result = run_property(registry.get("template.renders"), ctx, RunSettings(max_examples=5, seed=1))
     assert result.internal_error is None
     assert [f.key.split(":")[0] for f in result.findings] == ["OutputLimit"]
@@ -101,7 +101,7 @@ INJECTIONS = ["{{ 7*7 }}", "{% if true %}yes{% endif %}", "{{ raise_exception('b
 
 @pytest.mark.parametrize("payload", INJECTIONS)
 def test_jinja_in_message_content_is_not_evaluated(sources, payload):
-    ctx = TemplateContext(target(sources.clean))
+    ctx = Context(target(sources.clean))
     messages = [
         {"role": "system", "content": payload},
         {"role": "user", "content": [{"type": "text", "text": payload}]},
@@ -119,7 +119,7 @@ def test_jinja_in_message_content_is_not_evaluated(sources, payload):
 
 
 def test_seven_times_seven_stays_literal(sources):
-    out = TemplateContext(target(sources.clean)).render([{"role": "user", "content": "{{ 7*7 }}"}])
+    out = Context(target(sources.clean)).render([{"role": "user", "content": "{{ 7*7 }}"}])
     assert "{{ 7*7 }}" in out
     assert "49" not in out
 
@@ -163,7 +163,7 @@ def test_accidental_errors_are_kind_error(source, exc_type):
 
 def test_deliberate_refusal_is_a_warning_and_a_crash_an_error():
     renders = registry.get("template.renders")
-    ctx = TemplateContext(target(REFUSES, "refuses"))
+    ctx = Context(target(REFUSES, "refuses"))
     result = run_property(renders, ctx, RunSettings(max_examples=30, seed=1))
     assert result.findings, "30 conversations and none with a system message?"
     assert {f.severity for f in result.findings} == {"warning"}
@@ -174,7 +174,7 @@ def test_the_issue_example_range_of_a_billion_is_a_renders_failure():
     """``{% for i in range(10**9) %}`` is a template.renders error at once, not a hung run."""
     source = "{% for i in range(10**9) %}x{% endfor %}{% for m in messages %}{{ m.content }}{% endfor %}"
     start = time.monotonic()
-    result = run_property(registry.get("template.renders"), TemplateContext(TemplateTarget(source, "inline", "t")),
+    result = run_property(registry.get("template.renders"), Context(Target(source, "inline", "t")),
                           RunSettings(max_examples=10, seed=0, max_findings=1, shrink_seconds=0.5))
     assert [(f.severity, f.key.split(":")[0]) for f in result.findings] == [("error", "OverflowError")]
     assert time.monotonic() - start < 10

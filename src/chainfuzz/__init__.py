@@ -5,15 +5,15 @@ Public surface: the ``property`` decorator and ``Failure`` for writing invariant
 """
 
 from . import strategies
-from .context import TemplateContext
+from .context import Context
 from .errors import ChainfuzzError, Failure, Skip, TargetError, UsageError, assume
 from .registry import all_properties, property
-from .targets import TemplateTarget, load_target, load_targets
+from .targets import Target, load_target, load_targets
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ChainfuzzError", "Failure", "Skip", "TargetError", "TemplateContext", "TemplateTarget",
+    "ChainfuzzError", "Failure", "Skip", "TargetError", "Context", "Target",
     "UsageError", "all_properties", "assume", "load_target", "load_targets", "property",
     "strategies", "__version__",
 ]

@@ -14,17 +14,18 @@ from pathlib import Path
 from typing import Callable
 
 from . import crashes, registry
-from .context import TemplateContext
+from .context import Context
 from .render import check_compiles
 from .runner import Finding, PropertyResult, RunSettings, run_property
-from .targets import TemplateTarget, load_targets
+from .targets import Target, load_targets
 
 
 @dataclass
 class TargetReport:
-    target: TemplateTarget
+    target: Target
     results: list[PropertyResult] = field(default_factory=list)
     cases: dict[str, str] = field(default_factory=dict)  # signature -> case file
+    unavailable: dict[str, str] = field(default_factory=dict)  # tokenizer impl -> why not run
 
     @property
     def findings(self) -> list[Finding]:
@@ -65,18 +66,17 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     run = run or RunSettings()
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
     targets = load_targets(path)
-    for t in targets:
-        check_compiles(t)
-    props = registry.select(property_ids, {"template"})
+    contexts = [_prepare(t) for t in targets]
+    plan = [(ctx, registry.select(property_ids, ctx.target.kinds)) for ctx in contexts]
     report = CheckReport(str(path), seed)
     start = time.monotonic()
-    searches = len(targets) * len(props)
+    searches = sum(len(props) for _, props in plan)
     done = 0
     try:
-        for target in targets:
-            treport = TargetReport(target)
+        for ctx, props in plan:
+            target = ctx.target
+            treport = TargetReport(target, unavailable=ctx.unavailable)
             report.targets.append(treport)
-            ctx = TemplateContext(target)
             for prop in props:
                 budget = run.budget
                 if total_budget is not None:
@@ -94,7 +94,17 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     return report
 
 
-def _recorder(treport: TargetReport, target: TemplateTarget, crashes_dir: Path | None):
+def _prepare(target: Target) -> Context:
+    """A context whose template compiles and whose tokenizer loads; `TargetError` otherwise."""
+    if target.source is not None:
+        check_compiles(target)
+    ctx = Context(target)
+    if target.tokenizer is not None:
+        ctx.loaded  # noqa: B018 - load now, so a bad tokenizer is bad input, not a finding
+    return ctx
+
+
+def _recorder(treport: TargetReport, target: Target, crashes_dir: Path | None):
     def on_finding(finding: Finding) -> None:
         if crashes_dir is None:
             return

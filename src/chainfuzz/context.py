@@ -1,4 +1,5 @@
-"""What a property receives: the target, its renderers, and what chainfuzz inferred about it."""
+"""What a property receives: the target, its renderers and tokenizers, and what chainfuzz
+inferred about them."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from . import markers as _markers
 from .errors import Skip
 from .render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
 from .structure import Structure, learn_structure
-from .targets import TemplateTarget
+from .targets import Target
 
 
-class TemplateContext:
-    """One template target, rendered with transformers (the reference) or minijinja."""
+class Context:
+    """One target: its template, rendered with transformers (the reference) or minijinja, and
+    its tokenizer implementations, loaded on first use."""
 
-    def __init__(self, target: TemplateTarget, *, time_limit: float = DEFAULT_TIME_LIMIT,
+    def __init__(self, target: Target, *, time_limit: float = DEFAULT_TIME_LIMIT,
                  max_output: int = DEFAULT_MAX_OUTPUT) -> None:
         self.target = target
         self.renderer = Renderer(target, time_limit=time_limit, max_output=max_output)
@@ -72,3 +74,43 @@ class TemplateContext:
         from .minijinja_render import MiniJinjaRenderer
 
         return MiniJinjaRenderer(self.target, now=self.renderer.now)
+
+    @cached_property
+    def loaded(self):
+        """The target's tokenizer implementations (`chainfuzz.tokenization.Loaded`)."""
+        from . import tokenization
+
+        if self.target.tokenizer is None:
+            raise Skip("the target has no tokenizer")
+        return tokenization.load(self.target.tokenizer)
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        """Tokenizer implementations that could not run on this target, and why."""
+        return self.loaded.unavailable if self.target.tokenizer is not None else {}
+
+    @property
+    def tokenizers(self) -> list:
+        """Every implementation that reads the target's tokenizer, reference first."""
+        return self.loaded.impls
+
+    @property
+    def tokenizer(self):
+        """The reference implementation."""
+        return self.tokenizers[0]
+
+    @cached_property
+    def vocab(self):
+        """The vocabulary generators draw from (`chainfuzz.vocab.Vocab`)."""
+        from .vocab import build
+
+        return build(self.tokenizers, self.markers if self.target.source is not None else ())
+
+    @cached_property
+    def chains(self) -> list:
+        """The template+tokenizer chains (one per implementation), or mistral-common's own."""
+        from .chain import mistral_chain, template_chain
+
+        if self.target.source is not None:
+            return [template_chain(self, tok) for tok in self.tokenizers]
+        return [mistral_chain(tok) for tok in self.tokenizers if tok.impl == "mistral-common"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .errors import ChainfuzzError, UsageError
 from .runner import Finding
-from .targets import TemplateTarget
+from .targets import Target
 
 FORMAT = 1
 _VERSIONED = ("chainfuzz", "transformers", "jinja2", "minijinja", "hypothesis")
@@ -36,7 +36,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def record(finding: Finding, target: TemplateTarget, crashes_dir: Path) -> dict:
+def record(finding: Finding, target: Target, crashes_dir: Path) -> dict:
     """The JSON record of ``finding``; the target path is stored relative to ``crashes_dir``."""
     fingerprint = dict(target.fingerprint)
     fingerprint["path"] = portable_path(Path(target.path), crashes_dir)

@@ -13,7 +13,7 @@ import json
 import re
 
 from .render import FIXED_NOW, RenderError
-from .targets import TemplateTarget
+from .targets import Target
 
 FUEL = 50_000_000
 _GENERATION = re.compile(r"\{%(-?)\s*(end)?generation\s*(-?)%\}")
@@ -39,7 +39,7 @@ def _rewrite_generation(source: str) -> str:
 class MiniJinjaRenderer:
     """Renders a target with minijinja; raises `RenderError` like `render.Renderer`."""
 
-    def __init__(self, target: TemplateTarget, now: _dt.datetime = FIXED_NOW) -> None:
+    def __init__(self, target: Target, now: _dt.datetime = FIXED_NOW) -> None:
         import minijinja
 
         self._minijinja = minijinja

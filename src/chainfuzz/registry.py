@@ -17,6 +17,7 @@ from typing import Any, Callable
 from .errors import UsageError
 
 SEVERITIES = ("error", "warning")
+APPLIES_TO = ("template", "tokenizer", "chain")
 
 
 @dataclass(frozen=True)
@@ -45,9 +46,12 @@ def property(  # noqa: A001 - the public name mirrors the concept
     """Register ``fn(ctx, case)`` as the invariant ``id``.
 
     ``inputs(ctx)`` returns the Hypothesis strategy of cases for a target; ``applies_to`` names
-    the target capability it needs ("template" today). The docstring of ``fn`` is the property's
+    the target capability it needs: "template", "tokenizer" or "chain" (a template with a
+    tokenizer, or mistral-common's request encoder). The docstring of ``fn`` is the property's
     definition shown by ``chainfuzz properties``.
     """
+    if applies_to not in APPLIES_TO:
+        raise ValueError(f"applies_to must be one of {APPLIES_TO}, not {applies_to!r}")
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
     if id.count(".") < 1:

@@ -23,7 +23,7 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 from transformers.utils import chat_template_utils as _tcu
 
 from .errors import TargetError
-from .targets import TemplateTarget
+from .targets import Target
 
 # Every render sees this instant unless a caller picks another, so outputs (and the crash
 # records that store them) do not depend on when a check ran.
@@ -113,7 +113,7 @@ def classify(exc: BaseException) -> RenderError:
 class Renderer:
     """Renders one target's template the way transformers and servers do."""
 
-    target: TemplateTarget
+    target: Target
     time_limit: float = DEFAULT_TIME_LIMIT
     max_output: int = DEFAULT_MAX_OUTPUT
     now: _dt.datetime = FIXED_NOW
@@ -149,7 +149,7 @@ class Renderer:
         return text
 
 
-def check_compiles(target: TemplateTarget, time_limit: float = DEFAULT_TIME_LIMIT) -> None:
+def check_compiles(target: Target, time_limit: float = DEFAULT_TIME_LIMIT) -> None:
     """Raise `TargetError` when the template does not compile (a syntax error, a hang)."""
     try:
         Renderer(target, time_limit=time_limit).render([])

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis.errors import UnsatisfiedAssumption
 
 from . import crashes, registry
-from .context import TemplateContext
+from .context import Context
 from .errors import ChainfuzzError, Failure
 from .targets import load_target
 
@@ -41,7 +41,7 @@ def replay(path: Path) -> Outcome:
     except ChainfuzzError as exc:
         return Outcome(path, "?", "error", str(exc))
     changed = target.sha256 != rec["target"].get("sha256")
-    ctx = TemplateContext(target)
+    ctx = Context(target)
     try:
         prop.check(ctx, rec["input"])
     except Failure as f:

@@ -244,3 +244,66 @@ def conversations(
         return {"messages": messages, "tools": schemas}
 
     return build()
+
+
+# --- Tokenizer input ------------------------------------------------------------------------
+
+# Text that tokenizers get wrong: scripts mixed within a word, combining marks stacked on a
+# base letter, digit runs that pre-tokenizers split, and whitespace runs of every kind.
+MIXED_SCRIPTS = ("Hello мир", "naïve", "日本語text", "مرحبا123", "Ελληνικά", "한국어와English",
+                 "ไทย", "हिन्दी", "ЁЖЗ", "İstanbul", "ß", "ﬁ", "Ⅻ", "¼", "²")
+_COMBINING = "".join(chr(c) for c in range(0x300, 0x370))
+_WHITESPACE = " \t\n\r\u00a0\u2009\u3000\u200b\x0b\x0c"
+
+
+def vocab_text(vocab, *, max_parts: int = 6) -> st.SearchStrategy[str]:
+    """Adversarial text for a tokenizer, built from its own ``vocab`` (`chainfuzz.vocab.Vocab`).
+
+    Parts: plain ASCII (first, so failures shrink to it), the vocabulary's special-token
+    strings and their fragments, real token texts (two side by side merge across the
+    boundary), multi-byte and astral characters, combining marks, mixed scripts, digit runs
+    and long whitespace and newline runs.
+    """
+    pieces = st.integers(0, max(0, vocab.size - 1)).map(vocab.token_text).filter(lambda t: "\ufffd" not in t)
+    atoms = [
+        plain_text(max_size=12),
+        pieces,
+        st.sampled_from(UNICODE_EDGES),
+        st.sampled_from(MIXED_SCRIPTS),
+        st.text(alphabet=st.characters(min_codepoint=0x80, exclude_categories=("Cs",)), min_size=1, max_size=4),
+        st.tuples(st.sampled_from(string.ascii_letters), st.text(alphabet=_COMBINING, min_size=1, max_size=4))
+          .map("".join),
+        st.text(alphabet="0123456789", min_size=1, max_size=12),
+        st.text(alphabet=_WHITESPACE, min_size=1, max_size=40),
+    ]
+    if vocab.specials:
+        atoms.insert(1, marker_fragments(vocab.specials))
+    return st.lists(st.one_of(atoms), max_size=max_parts).map("".join)
+
+
+def token_ids(vocab, *, max_size: int = 32) -> st.SearchStrategy[list[int]]:
+    """Id sequences for decode-side properties: partial-character ids (byte-fallback and
+    byte-level pieces of multi-byte characters), special ids, and any id of the vocabulary."""
+    any_id = st.integers(0, max(0, vocab.size - 1))
+    options = [any_id]
+    if vocab.partial_ids:
+        options.insert(0, st.sampled_from(vocab.partial_ids))
+    if vocab.special_ids:
+        options.append(st.sampled_from(vocab.special_ids))
+    return st.lists(st.one_of(options), min_size=1, max_size=max_size)
+
+
+def chunks(max_chunk: int = 4) -> st.SearchStrategy[list[int]]:
+    """Step sizes for streaming several ids at once; empty means one id per step."""
+    return st.lists(st.integers(1, max_chunk), max_size=6)
+
+
+def split(ids: list[int], sizes: list[int]) -> list[list[int]]:
+    """``ids`` cut into steps of ``sizes``, cycled (one id per step when ``sizes`` is empty)."""
+    sizes = sizes or [1]
+    steps, i, k = [], 0, 0
+    while i < len(ids):
+        n = sizes[k % len(sizes)]
+        steps.append(ids[i:i + n])
+        i, k = i + n, k + 1
+    return steps

@@ -1,14 +1,18 @@
-"""Loading check targets: a ``.jinja`` file, a Hugging Face model folder, or a ``.gguf`` file.
+"""Loading check targets: templates, tokenizers, and files or folders that hold both.
 
-A target is the template source plus what a server passes beside it (``bos_token``,
-``eos_token``, the other special tokens) and the strings the tokenizer treats as control
-tokens. Anything unreadable raises `TargetError` with a one-line reason.
+A target is a chat template (its source plus what a server passes beside it: ``bos_token``,
+``eos_token``, the other special tokens, and the strings the tokenizer treats as control
+tokens), a tokenizer source, or both; its ``kinds`` say which properties apply. Accepted: a
+``.jinja`` file, a Hugging Face model folder or ``tokenizer.json``, a ``.gguf`` file, a
+SentencePiece ``.model``, mistral-common's ``tokenizer.model.v*`` and ``tekken*.json``, and a
+folder of any of these. Anything unreadable raises `TargetError` with a one-line reason.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,54 +31,124 @@ SPECIAL_TOKEN_KEYS = (
 BARE_TEMPLATE_TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
 
 
-@dataclass(frozen=True)
-class TemplateTarget:
-    """A chat template and the tokens rendered beside it."""
+# Tokenizer file formats, and which of them mistral-common also reads.
+TOKENIZER_FORMATS = ("hf", "hf-json", "gguf", "sentencepiece", "mistral-sentencepiece", "tekken")
+MISTRAL_FORMATS = ("mistral-sentencepiece", "tekken")
+_MISTRAL_SPM = re.compile(r"(^tokenizer\.model\.v\d+|\.model\.v\d+m?\d*)$")
+_TEKKEN = re.compile(r"^tekken.*\.json$")
 
-    source: str
+
+@dataclass(frozen=True)
+class TokenizerSource:
+    """Where a target's tokenizer lives; `chainfuzz.tokenization` loads its implementations."""
+
+    format: str
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Target:
+    """A chat template, a tokenizer, or both, with the tokens a server renders beside them."""
+
+    source: str | None
     path: str
     name: str
     special_tokens: dict[str, str] = field(default_factory=dict)
     control_tokens: tuple[str, ...] = ()
     template_name: str | None = None
+    tokenizer: TokenizerSource | None = None
+
+    @property
+    def kinds(self) -> set[str]:
+        """Which properties apply: "template", "tokenizer" (once per file, on the default
+        template's target) and "chain" (a template with a tokenizer, or mistral-common's own
+        request encoder)."""
+        kinds = set()
+        if self.source is not None:
+            kinds.add("template")
+        if self.tokenizer is not None:
+            if self.template_name is None:
+                kinds.add("tokenizer")
+            if self.source is not None or self.tokenizer.format in MISTRAL_FORMATS:
+                kinds.add("chain")
+        return kinds
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.source.encode("utf-8", "surrogatepass")).hexdigest()
+        """The template's hash; a tokenizer's files are hashed in too where there is one."""
+        digest = hashlib.sha256((self.source or "").encode("utf-8", "surrogatepass"))
+        if self.tokenizer is None:
+            return digest.hexdigest()
+        digest.update(self.tokenizer.sha256.encode())
+        return digest.hexdigest()
 
     @property
     def fingerprint(self) -> dict:
         """What a crash record stores to identify the target across machines and versions."""
         return {
-            "kind": "template",
+            "kind": "+".join(sorted(self.kinds)) or "template",
             "path": self.path,
             "name": self.name,
             "template_name": self.template_name,
+            "tokenizer": None if self.tokenizer is None else self.tokenizer.format,
             "sha256": self.sha256,
         }
 
 
-def load_targets(path: str | Path) -> list[TemplateTarget]:
-    """Every template target at ``path``: one per named template in a model folder."""
+def load_targets(path: str | Path) -> list[Target]:
+    """Every target at ``path``: one per named template in a model folder or GGUF file."""
     p = Path(path)
     if not p.exists():
         raise TargetError(f"{path}: no such file or directory")
     if p.is_dir():
-        if (p / "tokenizer_config.json").exists() or (p / "chat_template.jinja").exists():
+        if any((p / f).exists() for f in _HF_FOLDER_FILES):
             return _load_hf_folder(p)
-        templates = sorted(q for q in p.iterdir() if q.suffix in (".jinja", ".gguf"))
-        if not templates:
-            raise TargetError(f"{path}: not a model folder and holds no .jinja or .gguf files")
-        return [t for q in templates for t in load_targets(q)]
+        members = sorted(q for q in p.iterdir() if q.is_file() and _is_target_file(q))
+        if not members:
+            raise TargetError(f"{path}: not a model folder and holds no template or tokenizer files")
+        return [t for q in members for t in load_targets(q)]
     if p.suffix == ".gguf":
         return _load_gguf(p)
-    if p.name == "tokenizer_config.json":
+    if p.name in ("tokenizer_config.json", "tokenizer.json") and (p.parent / "tokenizer_config.json").exists():
         return _load_hf_folder(p.parent)
-    return [TemplateTarget(source=_read_text(p), path=str(path), name=p.name,
-                           special_tokens=dict(BARE_TEMPLATE_TOKENS))]
+    if p.name == "tokenizer.json":
+        return [_tokenizer_target(p, "hf-json")]
+    if _TEKKEN.match(p.name):
+        return [_tokenizer_target(p, "tekken")]
+    if _MISTRAL_SPM.search(p.name):
+        return [_tokenizer_target(p, "mistral-sentencepiece")]
+    if p.suffix == ".model":
+        return [_tokenizer_target(p, "sentencepiece")]
+    return [Target(source=_read_text(p), path=str(path), name=p.name,
+                   special_tokens=dict(BARE_TEMPLATE_TOKENS))]
 
 
-def load_target(path: str | Path, template_name: str | None = None) -> TemplateTarget:
+# Files that make a folder a Hugging Face model folder.
+_HF_FOLDER_FILES = ("tokenizer_config.json", "chat_template.jinja", "tokenizer.json")
+
+
+def _is_target_file(p: Path) -> bool:
+    return (p.suffix in (".jinja", ".gguf", ".model") or p.name == "tokenizer.json"
+            or bool(_TEKKEN.match(p.name) or _MISTRAL_SPM.search(p.name)))
+
+
+def _tokenizer_target(p: Path, fmt: str) -> Target:
+    return Target(source=None, path=str(p), name=p.name, tokenizer=_source(fmt, p, [p]))
+
+
+def _source(fmt: str, path: Path, files: list[Path]) -> TokenizerSource:
+    """A tokenizer source whose hash covers ``files``."""
+    digest = hashlib.sha256()
+    for f in files:
+        try:
+            digest.update(f.read_bytes())
+        except OSError as exc:
+            raise TargetError(f"{f}: cannot read: {exc.strerror}") from None
+    return TokenizerSource(fmt, str(path), digest.hexdigest())
+
+
+def load_target(path: str | Path, template_name: str | None = None) -> Target:
     """The one target at ``path`` (the named template where a folder has several)."""
     targets = load_targets(path)
     for t in targets:
@@ -125,7 +199,7 @@ def _field(data: dict, key: str, kind: type, where: Path):
     return value
 
 
-def _load_hf_folder(folder: Path) -> list[TemplateTarget]:
+def _load_hf_folder(folder: Path) -> list[Target]:
     config_path = folder / "tokenizer_config.json"
     config = _read_json(config_path) if config_path.exists() else {}
     special = {k: t for k in SPECIAL_TOKEN_KEYS if (t := _token_text(config.get(k)))}
@@ -149,22 +223,32 @@ def _load_hf_folder(folder: Path) -> list[TemplateTarget]:
     extra = folder / "additional_chat_templates"
     if extra.is_dir():
         named.update({q.stem: _read_text(q) for q in sorted(extra.glob("*.jinja"))})
-    if not named:
-        raise TargetError(f"{folder}: model folder has no chat template")
-    return _targets(named, folder, special, control)
+    tokenizer = None
+    if (folder / "tokenizer.json").exists() or (folder / "tokenizer.model").exists():
+        files = [folder / f for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                                      "special_tokens_map.json") if (folder / f).exists()]
+        tokenizer = _source("hf", folder, files)
+    if not named and tokenizer is None:
+        raise TargetError(f"{folder}: model folder has no chat template and no tokenizer")
+    return _targets(named, folder, special, control, tokenizer)
 
 
 def _targets(named: dict[str | None, str], path: Path, special: dict[str, str],
-             control: set[str]) -> list[TemplateTarget]:
-    """One target per named template of a model folder or GGUF file (``name#tool_use``)."""
+             control: set[str], tokenizer: TokenizerSource | None = None) -> list[Target]:
+    """One target per named template of a model folder or GGUF file (``name#tool_use``);
+    just the tokenizer's where there is no template."""
+    if not named:
+        return [Target(source=None, path=str(path), name=path.name, special_tokens=special,
+                       control_tokens=tuple(sorted(control)), tokenizer=tokenizer)]
     return [
-        TemplateTarget(
+        Target(
             source=src,
             path=str(path),
             name=path.name if tname is None else f"{path.name}#{tname}",
             special_tokens=special,
             control_tokens=tuple(sorted(control)),
             template_name=tname,
+            tokenizer=tokenizer,
         )
         for tname, src in named.items()
     ]
@@ -191,7 +275,7 @@ def _named_templates(value, where: Path) -> dict[str | None, str]:
 _GGUF_CONTROL = 3
 
 
-def _load_gguf(p: Path) -> list[TemplateTarget]:
+def _load_gguf(p: Path) -> list[Target]:
     try:
         from gguf import GGUFReader
 
@@ -209,12 +293,12 @@ def _load_gguf(p: Path) -> list[TemplateTarget]:
             named[None] = scalar(key)
         elif key.startswith("tokenizer.chat_template."):
             named[key.removeprefix("tokenizer.chat_template.")] = scalar(key)
-    if not named:
-        raise TargetError(f"{p}: GGUF file has no tokenizer.chat_template")
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    if not named and tokens is None:
+        raise TargetError(f"{p}: GGUF file has neither a chat template nor a vocabulary")
     if bad := [k for k, v in named.items() if not isinstance(v, str)]:
         raise TargetError(f"{p}: tokenizer.chat_template{'.' + bad[0] if bad[0] else ''} is not a string")
     # Decode only the tokens needed: a vocabulary holds up to ~260k strings.
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
     n_tokens = 0 if tokens is None else len(tokens.data)
 
     def token(i: int) -> str:
@@ -231,4 +315,5 @@ def _load_gguf(p: Path) -> list[TemplateTarget]:
     if types is not None and n_tokens:
         kinds = np.concatenate([types.parts[i] for i in types.data])
         control |= {token(int(i)) for i in np.flatnonzero(kinds[:n_tokens] == _GGUF_CONTROL)}
-    return _targets(named, p, special, control)
+    tokenizer = _source("gguf", p, [p]) if n_tokens else None
+    return _targets(named, p, special, control, tokenizer)

@@ -1,0 +1,116 @@
+"""Chain properties: the template and the tokenizer together, as a server runs them."""
+
+from __future__ import annotations
+
+import chainfuzz
+from chainfuzz import strategies
+from chainfuzz.errors import Failure, Skip, assume
+from chainfuzz.messages import all_strings
+
+
+def _injections(ctx):
+    # Texts are drawn with the target's own special-token strings and their fragments.
+    return strategies.conversations(ctx.vocab.specials, end="user")
+
+
+def _sanitised(value, specials: list[str]):
+    """``value`` with every special-token string removed from every text, until none is left."""
+    if isinstance(value, str):
+        changed = True
+        while changed:
+            before = value
+            for s in specials:
+                value = value.replace(s, "")
+            changed = value != before
+        return value
+    if isinstance(value, list):
+        return [_sanitised(v, specials) for v in value]
+    if isinstance(value, dict):
+        return {k: _sanitised(v, specials) for k, v in value.items()}
+    return value
+
+
+def _carrier(case: dict, specials: list[str]) -> str:
+    """Which field carries the forging text: a message role, "tool call", "name" or "tools"."""
+    for m in case["messages"]:
+        for key, value in m.items():
+            if key != "role" and any(s in t for t in all_strings(value) for s in specials):
+                return {"name": "name", "tool_calls": "tool call"}.get(key, m.get("role", "?"))
+    return "tools"
+
+
+@chainfuzz.property("chain.no_role_injection", inputs=_injections, applies_to="chain")
+def no_role_injection(ctx, case):
+    """After render + encode, the prompt holds as many role-boundary (control) token ids as the
+    same conversation with the special-token text removed from every field: user, tool and name
+    text spelling control tokens must not forge a turn. Reports which encoding setting would
+    prevent it."""
+    specials = sorted({*ctx.vocab.specials}, key=len, reverse=True)
+    assume(any(s in t for t in all_strings(case) for s in specials), "no special-token text in the input")
+    clean = _sanitised(case, specials)
+    for chain in ctx.chains:
+        try:
+            expected = _count(chain, clean)
+        except Skip:
+            continue  # the sanitised twin is refused: nothing to compare with
+        observed = _count(chain, case)
+        if observed == expected:
+            continue
+        field = _carrier(case, specials)
+        fixes = _fixes(ctx, chain, case, clean)
+        raise Failure(
+            f"{chain.name}: text in a {field} field becomes {observed} control tokens where the "
+            f"conversation has {expected}; {fixes}",
+            key=f"{chain.name}:forged by {field}", observed=observed, expected=expected,
+            rendered=chain.render(case["messages"], case.get("tools")) if chain.render else None,
+        )
+
+
+def _count(chain, case: dict) -> int:
+    ids = chain.encode(case["messages"], case.get("tools"))
+    control = chain.control_ids
+    return sum(i in control for i in ids)
+
+
+def _fixes(ctx, chain, case: dict, clean: dict) -> str:
+    """Which encoding settings would have kept the count right, tried on this input."""
+    tok = chain.tokenizer
+    if chain.render is None:
+        return "the encoder itself parses the text"
+    notes = []
+    prompt, clean_prompt = (chain.render(c["messages"], c.get("tools")) for c in (case, clean))
+    control = chain.control_ids
+
+    def count(ids):
+        return sum(i in control for i in ids)
+
+    split = count(tok.encode(prompt, add_special=True, parse_special=False))
+    template_own = count(tok.encode(clean_prompt, add_special=True, parse_special=True))
+    if tok.impl == "hf":
+        notes.append("split_special_tokens=True " + (
+            "prevents it" if split == template_own else
+            f"also splits the template's own control tokens ({split} left of {template_own})"))
+        notes.append(_sanitize_note(ctx, tok, case, clean, count))
+    else:
+        notes.append("parse_special=False " + (
+            "prevents it" if split == template_own else
+            f"also splits the template's own control tokens ({split} left of {template_own})"))
+    return "; ".join(n for n in notes if n)
+
+
+def _sanitize_note(ctx, tok, case: dict, clean: dict, count) -> str:
+    """transformers' ``apply_chat_template(..., sanitize_control_tokens=True)``, if it has it."""
+    from chainfuzz.render import time_limit
+
+    def ids(c):
+        with time_limit(ctx.renderer.time_limit):
+            return tok.tok.apply_chat_template(
+                c["messages"], tools=c.get("tools"), chat_template=ctx.target.source,
+                add_generation_prompt=True, tokenize=True, return_dict=False,
+                sanitize_control_tokens=True, **ctx.target.special_tokens)
+
+    try:
+        prevents = count(ids(case)) == count(ids(clean))
+    except Exception:  # noqa: BLE001 - an older transformers, or a template it cannot run
+        return ""
+    return "apply_chat_template(sanitize_control_tokens=True) " + ("prevents it" if prevents else "does not")

@@ -1,0 +1,72 @@
+"""The one interface every tokenizer implementation is driven through.
+
+Properties compare implementations (Hugging Face, llama.cpp, SentencePiece, mistral-common)
+on the same vocabulary, so each adapter answers the same few questions the same way: ids for
+text (with or without the special tokens a server adds, with or without parsing special-token
+text), text for ids, and which ids are control tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from functools import cached_property
+
+# Added tokens that are not marked special but still act as control tokens when they match
+# in text: chat markers in the <|...|>, <｜...｜>, [INST] and <start_of_turn> shapes.
+_CONTROL_SHAPE = re.compile(r"^(<\|.+\|>|<｜.+｜>|\[/?[A-Z_]{2,}\]|<(start|end)_of_[a-z_]+>|</?s>)$")
+
+
+class TokenizerCrash(Exception):
+    """The implementation died (a native abort) or hung on an input: a finding, not a bug."""
+
+
+class Tokenizer(ABC):
+    """One implementation of one vocabulary.
+
+    ``special`` maps the text of every token the implementation treats as a control token
+    (HF ``special=True``, GGUF CONTROL, SentencePiece control symbols) to its id; ``added``
+    holds the other added or user-defined tokens, which implementations match in text no
+    matter how special-token parsing is set.
+    """
+
+    impl: str = "?"
+    vocab_size: int = 0
+    bos_id: int | None = None
+    eos_id: int | None = None
+    adds_bos: bool = False  # whether the default encoding (a server's) puts BOS first
+    normalizer: str | None = None  # the normalising step that changes text by design, if any
+    special: dict[str, int]
+    added: dict[str, int]
+
+    @abstractmethod
+    def encode(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        """Token ids of ``text``.
+
+        ``add_special`` adds what the tokenizer adds by default (BOS, EOS); ``parse_special``
+        turns special-token text into control ids, as servers do on a rendered prompt, while
+        ``parse_special=False`` is the setting meant for untrusted text.
+        """
+
+    @abstractmethod
+    def decode(self, ids: list[int]) -> str:
+        """Text of ``ids``, special tokens included, as a server's full (non-streamed) decode."""
+
+    def token_text(self, i: int) -> str:
+        """The text one id decodes to on its own (may hold U+FFFD for partial characters)."""
+        return self.decode([i])
+
+    def close(self) -> None:
+        """Release what the implementation holds (a worker process)."""
+
+    @cached_property
+    def control_like(self) -> dict[str, int]:
+        """Added tokens that look like chat control tokens but are not marked special."""
+        return {t: i for t, i in self.added.items() if _CONTROL_SHAPE.match(t)}
+
+    @property
+    def bos_text(self) -> str | None:
+        return next((t for t, i in self.special.items() if i == self.bos_id), None)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.impl} vocab={self.vocab_size}>"

@@ -1,0 +1,136 @@
+"""Hugging Face tokenizers through transformers, which is what servers load.
+
+Sources: a model folder or ``tokenizer.json`` (honouring ``tokenizer_config.json``), a GGUF
+vocabulary converted by transformers' GGUF support (needs torch), a SentencePiece
+``.model`` and a mistral ``tekken.json`` converted by transformers' own converters.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .base import Tokenizer
+
+# Normalisers that change text by design; a round trip through them is lossy on purpose.
+_BY_DESIGN = {"Lowercase", "NFC", "NFD", "NFKC", "NFKD", "StripAccents", "Precompiled"}
+
+
+class HFTokenizer(Tokenizer):
+    """A transformers tokenizer (``PreTrainedTokenizerFast`` or its v5 successor)."""
+
+    impl = "hf"
+
+    def __init__(self, tok, *, origin: str = "hf") -> None:
+        self.tok = tok
+        self.origin = origin  # how it was obtained: "hf", "hf-from-gguf", "hf-from-spm", ...
+        self.vocab_size = len(tok)
+        self.bos_id = tok.bos_token_id
+        self.eos_id = tok.eos_token_id
+        self.special, self.added = {}, {}
+        for i, added in tok.added_tokens_decoder.items():
+            (self.special if added.special else self.added)[added.content] = i
+        for text, i in zip(tok.all_special_tokens, tok.all_special_ids):
+            if i is not None:
+                self.special.setdefault(text, i)
+        self.normalizer = _by_design_normalizer(tok)
+        with_special = self.encode("a", add_special=True)
+        self.adds_bos = self.bos_id is not None and bool(with_special) and with_special[0] == self.bos_id \
+            and self.encode("a")[:1] != [self.bos_id]
+
+    @property
+    def backend(self):
+        """The underlying ``tokenizers.Tokenizer`` (what ``DecodeStream`` steps on)."""
+        return self.tok.backend_tokenizer
+
+    def encode(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        return list(self.tok.encode(text, add_special_tokens=add_special,
+                                    split_special_tokens=not parse_special))
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=False)
+
+
+def _by_design_normalizer(tok) -> str | None:
+    """The first normalising step of ``tok`` that changes text on purpose (lowercasing...)."""
+    try:
+        spec = json.loads(tok.backend_tokenizer.to_str()).get("normalizer")
+    except Exception:  # noqa: BLE001 - a tokenizer without a serialisable backend
+        return None
+    stack = [spec]
+    while stack:
+        node = stack.pop(0)
+        if not isinstance(node, dict):
+            continue
+        kind = node.get("type")
+        if kind in _BY_DESIGN:
+            return kind
+        if kind == "BertNormalizer" and (node.get("lowercase") or node.get("strip_accents")):
+            return "BertNormalizer(lowercase)" if node.get("lowercase") else "BertNormalizer(strip_accents)"
+        stack.extend(node.get("normalizers") or [])
+    return None
+
+
+def from_pretrained(folder: Path) -> HFTokenizer:
+    """A model folder, as ``AutoTokenizer.from_pretrained`` loads it offline."""
+    from transformers import AutoTokenizer
+
+    return HFTokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True))
+
+
+def from_tokenizer_json(path: Path) -> HFTokenizer:
+    """A bare ``tokenizer.json`` (no config beside it)."""
+    from transformers import PreTrainedTokenizerFast
+
+    return HFTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(path)))
+
+
+def from_gguf(path: Path, sha256: str) -> HFTokenizer:
+    """transformers' conversion of a GGUF vocabulary, cached as a tokenizer folder.
+
+    The conversion reads the whole GGUF (8-20 s on large vocabularies), so its result is saved
+    under the cache keyed by the file's hash and loaded from there afterwards.
+    """
+    import torch  # noqa: F401 - transformers' GGUF loader needs it; fail here with ImportError
+
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from ..corpus import cache_dir
+
+    saved = cache_dir() / "converted" / f"gguf-{sha256[:16]}"
+    if (saved / "tokenizer.json").exists():
+        return HFTokenizer(AutoTokenizer.from_pretrained(str(saved), local_files_only=True),
+                           origin="hf-from-gguf")
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    except Exception:  # noqa: BLE001 - AutoTokenizer knows fewer architectures than the converter
+        tok = PreTrainedTokenizerFast.from_pretrained(str(path.parent), gguf_file=path.name)
+    tmp = Path(tempfile.mkdtemp(dir=_ensure(saved.parent)))
+    tok.save_pretrained(str(tmp))
+    shutil.rmtree(saved, ignore_errors=True)
+    os.replace(tmp, saved)
+    return HFTokenizer(tok, origin="hf-from-gguf")
+
+
+def from_sentencepiece(path: Path) -> HFTokenizer:
+    """transformers' conversion of a SentencePiece ``.model`` (Llama-style)."""
+    from transformers import LlamaTokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.symlink(path.resolve(), Path(tmp) / "tokenizer.model")
+        return HFTokenizer(LlamaTokenizer.from_pretrained(tmp), origin="hf-from-spm")
+
+
+def from_tekken(path: Path) -> HFTokenizer:
+    """transformers' conversion of a mistral ``tekken.json``."""
+    from transformers.integrations.mistral import convert_tekken_tokenizer
+
+    return HFTokenizer(convert_tekken_tokenizer(str(path)), origin="hf-from-tekken")
+
+
+def _ensure(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -1,0 +1,53 @@
+"""What the generators draw tokenizer input from: a target's own vocabulary.
+
+Built once per target from its tokenizer implementations (and its template's markers), so
+that adversarial text spells the target's own special tokens and id sequences hit the ids
+that decode to part of a character.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .tokenization import Tokenizer
+
+# Characters that tokenizers split into several ids (byte-level BPE, byte fallback): the ids
+# they encode to that decode to U+FFFD alone are the partial-character ids.
+MULTIBYTE_PROBE = (
+    "ệ你好世界😀🎉👨‍👩‍👧ñ€Ωж日本語한국어ไทยअआ∑∫≈𝔘𝔫𝔦𝔠🦙🤖ꙮ㐀𠀀𪜀\ue000ᚠ"
+    "ⓐ⑴∰⟁⥈🜁𓀀𒀀𐍈"
+)
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """The drawable parts of a vocabulary.
+
+    ``size`` is the id range valid in every implementation (the smallest vocabulary), so an
+    id sequence means the same tokens to each.
+    """
+
+    size: int
+    specials: tuple[str, ...]
+    special_ids: tuple[int, ...]
+    partial_ids: tuple[int, ...]
+    token_text: Callable[[int], str]
+
+
+def build(tokenizers: Sequence[Tokenizer], markers: Sequence[str] = ()) -> Vocab:
+    """The vocabulary of ``tokenizers`` (reference first) plus a template's ``markers``."""
+    ref = tokenizers[0]
+    size = min(t.vocab_size for t in tokenizers)
+    specials = {text for t in tokenizers for text in (*t.special, *t.control_like) if text}
+    specials |= {m for m in markers if m}
+    special_ids = sorted({i for t in tokenizers for i in t.special.values() if 0 <= i < size})
+    probe = ref.encode(MULTIBYTE_PROBE, parse_special=False)
+    partial = sorted({i for i in probe if 0 <= i < size and "\ufffd" in ref.token_text(i)})
+    return Vocab(
+        size=size,
+        specials=tuple(sorted(specials, key=lambda s: (len(s), s))),
+        special_ids=tuple(special_ids),
+        partial_ids=tuple(partial),
+        token_text=ref.token_text,
+    )
