@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+FULL := $(VENV)/.installed-extras
 
 .PHONY: sweep test bench
 
@@ -12,12 +13,14 @@ STAMP := $(VENV)/.installed
 sweep: $(STAMP)
 	$(BIN)/chainfuzz sweep || test $$? -eq 1
 
-# chainfuzz's own tests, then the recorded cases in crashes/ as regression tests.
-test: $(STAMP)
-	$(BIN)/chainfuzz fetch
+# chainfuzz's own tests, then the recorded cases in crashes/ as regression tests. They need
+# every tokenizer implementation, so the optional extras are installed first.
+test: $(FULL)
+	$(BIN)/chainfuzz fetch llama.cpp
+	$(BIN)/chainfuzz fetch mistral
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(FULL)
 	$(BIN)/python bench/bench_template.py --sweep
 
 $(STAMP): pyproject.toml
@@ -25,3 +28,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# torch's CPU build is pinned first so that the hf-gguf extra's range takes it, not a CUDA
+# build; llama-cpp-python compiles from its sdist once (pip caches the wheel), portably.
+$(FULL): $(STAMP)
+	$(BIN)/python -m pip install -q torch==2.13.0
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(BIN)/python -m pip install -q -e '.[test,all]'
+	touch $(FULL)

@@ -214,11 +214,11 @@ def _unreadable(tmp_path):
     p = tmp_path / "truncated.gguf"
     p.write_bytes(full.read_bytes()[:40])
     out.append(("GGUF", p))
-    p = write_gguf(tmp_path / "notemplate.gguf", None)
-    out.append(("no tokenizer.chat_template", p))
+    p = write_gguf(tmp_path / "empty-metadata.gguf", None, tokens=False)
+    out.append(("neither a chat template nor a vocabulary", p))
     folder = tmp_path / "emptydir"
     folder.mkdir()
-    out.append(("no .jinja", folder))
+    out.append(("holds no template or tokenizer files", folder))
     out.append(("no such file", tmp_path / "missing.jinja"))
     return out
 
@@ -233,7 +233,10 @@ def test_unreadable_targets_raise_target_error(tmp_path):
 
 
 def test_unreadable_targets_are_exit_2_with_one_line(cli, tmp_path, one_error_line):
-    for fragment, path in _unreadable(tmp_path):
+    # A GGUF whose vocabulary no implementation reads (it names no tokenizer model) and that
+    # has no template is bad input too, found when its tokenizer loads.
+    unloadable = ("no tokenizer implementation can load it", write_gguf(tmp_path / "vocab-only.gguf", None))
+    for fragment, path in [*_unreadable(tmp_path), unloadable]:
         r = cli("check", path, *FAST, "--crashes", tmp_path / "c")
         assert fragment in one_error_line(r), (path, r.err)
         assert r.out == ""

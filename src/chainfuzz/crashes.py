@@ -17,12 +17,14 @@ import re
 from importlib import metadata
 from pathlib import Path
 
+from . import registry, tokenization
 from .errors import ChainfuzzError, UsageError
 from .runner import Finding
 from .targets import Target
 
 FORMAT = 1
-_VERSIONED = ("chainfuzz", "transformers", "jinja2", "minijinja", "hypothesis")
+_VERSIONED = ("chainfuzz", "transformers", "jinja2", "minijinja", "hypothesis", "tokenizers",
+              "llama-cpp-python", "sentencepiece", "mistral-common")
 
 
 def versions() -> dict[str, str]:
@@ -40,6 +42,9 @@ def record(finding: Finding, target: Target, crashes_dir: Path) -> dict:
     """The JSON record of ``finding``; the target path is stored relative to ``crashes_dir``."""
     fingerprint = dict(target.fingerprint)
     fingerprint["path"] = portable_path(Path(target.path), crashes_dir)
+    if target.tokenizer is not None and registry.get(finding.property).applies_to != "template":
+        # The implementations the finding was checked with: a replay without one is "missing".
+        fingerprint["impls"] = [t.impl for t in tokenization.load(target.tokenizer).impls]
     return {
         "chainfuzz_case": FORMAT,
         "property": finding.property,

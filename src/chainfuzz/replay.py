@@ -42,6 +42,8 @@ def replay(path: Path) -> Outcome:
         return Outcome(path, "?", "error", str(exc))
     changed = target.sha256 != rec["target"].get("sha256")
     ctx = Context(target)
+    if absent := _absent_impls(ctx, rec["target"].get("impls") or []):
+        return Outcome(path, prop.id, "missing", absent, changed)
     try:
         prop.check(ctx, rec["input"])
     except Failure as f:
@@ -52,3 +54,15 @@ def replay(path: Path) -> Outcome:
     except Exception as exc:  # a property bug must not hide the other cases' results
         return Outcome(path, prop.id, "error", f"{type(exc).__name__}: {exc}", changed)
     return Outcome(path, prop.id, "fixed", "the property holds now", changed)
+
+
+def _absent_impls(ctx: Context, needed: list[str]) -> str:
+    """Why a recorded tokenizer implementation cannot run here ("" when all can)."""
+    if not needed:
+        return ""
+    try:
+        here = {t.impl for t in ctx.tokenizers}
+    except ChainfuzzError as exc:
+        return str(exc)
+    gone = [i for i in needed if i not in here]
+    return "; ".join(f"{i} does not run here: {ctx.unavailable.get(i, 'not loaded')}" for i in gone)

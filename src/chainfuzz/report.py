@@ -33,6 +33,8 @@ def to_json(report: CheckReport) -> dict:
             "internal_errors": report.internal_errors,
             "targets": {t.target.name: {r.property.id: r.to_json() for r in t.results}
                         for t in report.targets},
+            "tokenizers": {t.target.name: {"ran": t.impls, "unavailable": t.unavailable}
+                           for t in report.targets if t.target.tokenizer is not None},
         },
     }
 
@@ -54,6 +56,10 @@ def write_human(report: CheckReport, out: TextIO) -> None:
 
 def _target_table(t: TargetReport, out: TextIO) -> None:
     print(f"\n{t.target.name}  ({t.target.path}, sha256 {t.target.sha256[:12]})", file=out)
+    if t.impls:
+        print(f"  tokenizer implementations: {', '.join(t.impls)}", file=out)
+    for impl, why in t.unavailable.items():
+        print(f"  not run: {impl}: {why}", file=out)
     width = max([len(r.property.id) for r in t.results] + [8])
     print(f"  {'property':<{width}}  {'examples':>8}  {'skipped':>7}  {'errors':>6}  {'warnings':>8}  "
           f"{'time':>6}", file=out)

@@ -115,9 +115,9 @@ def run_property(prop: Property, ctx, run: RunSettings,
                                                   rng.getrandbits(64), deadline, result)
             if failure is None:
                 break
-            failure = _reduce(prop, ctx, failure, shrink_until)
+            failure = reduce_failure(prop, ctx, failure, shrink_until)
             known.add(failure.key)
-            finding = _finding(prop, ctx, failure)
+            finding = make_finding(prop, ctx, failure)
             result.findings.append(finding)
             on_finding(finding)
     except ChainfuzzError:
@@ -128,8 +128,9 @@ def run_property(prop: Property, ctx, run: RunSettings,
     return result
 
 
-def _reduce(prop: Property, ctx, failure: Failure, until: float) -> Failure:
-    """Carry on shrinking ``failure`` by editing its case directly (see `reduce`)."""
+def reduce_failure(prop: Property, ctx, failure: Failure, until: float) -> Failure:
+    """Carry on shrinking ``failure`` by editing its case directly (see `reduce`), until the
+    monotonic time ``until``; the fuzzer shrinks its findings with it too."""
     best = failure
 
     def still_fails(case: dict) -> bool:
@@ -151,7 +152,8 @@ def _reduce(prop: Property, ctx, failure: Failure, until: float) -> Failure:
     return best
 
 
-def _finding(prop: Property, ctx, failure: Failure) -> Finding:
+def make_finding(prop: Property, ctx, failure: Failure) -> Finding:
+    """The `Finding` a (shrunk) failure of ``prop`` on ``ctx``'s target is recorded as."""
     return Finding(
         property=prop.id,
         severity=failure.severity or prop.severity,

@@ -1,8 +1,10 @@
-"""``sweep``: check every template of a real-template corpus, in parallel, into one table.
+"""``sweep``: check every template (or tokenizer) of a real corpus, in parallel, into one table.
 
-Each template is checked in its own forked process (cheap: the parent has imported
-transformers already). A template that hangs where no alarm reaches, or kills the interpreter,
-costs its own row, marked as an error, and never the rest of the sweep.
+Each target is checked in its own forked process (cheap: the parent has imported
+transformers already). A target that hangs where no alarm reaches, or kills the interpreter,
+costs its own row, marked as an error, and never the rest of the sweep. With
+``tokenizers=True`` the rows are the corpus' tokenizers (vocab GGUFs, Mistral's files) and the
+properties those of kinds "tokenizer" and "chain".
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class SweepReport:
     def markdown(self) -> str:
         """Findings per template: ``2E 1W`` is two error and one warning findings, ``·`` none."""
         short = [p.split(".", 1)[1] for p in self.properties]
-        lines = ["| template | " + " | ".join(short) + " |", "|---" * (len(short) + 1) + "|"]
+        lines = ["| target | " + " | ".join(short) + " |", "|---" * (len(short) + 1) + "|"]
         for r in sorted(self.rows, key=lambda r: r.name.lower()):
             if r.error:
                 lines.append(f"| {r.name} | " + " | ".join(["n/a"] * len(short)) + " |")
@@ -77,11 +79,11 @@ class SweepReport:
                 cells.append(" ".join(x for x in (f"{e}E" if e else "", f"{w}W" if w else "") if x) or "·")
             lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
         failing = [sum(1 for r in self.rows if r.count(p, "error")) for p in self.properties]
-        lines.append("| **templates with errors** | " + " | ".join(map(str, failing)) + " |")
+        lines.append("| **targets with errors** | " + " | ".join(map(str, failing)) + " |")
         n_err = sum(r.count(p, "error") for r in self.rows for p in self.properties)
         n_warn = sum(r.count(p, "warning") for r in self.rows for p in self.properties)
         lines.append("")
-        lines.append(f"{len(self.rows)} templates, {n_err} error and {n_warn} warning findings, "
+        lines.append(f"{len(self.rows)} targets, {n_err} error and {n_warn} warning findings, "
                      f"{self.seconds:.0f}s wall time (seed {self.seed}).")
         return "\n".join(lines) + "\n"
 
@@ -89,12 +91,15 @@ class SweepReport:
 def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None = None,
           run: RunSettings | None = None, total_budget: float | None = None,
           crashes_dir: Path | None = Path("crashes"), jobs: int | None = None,
-          limit: int | None = None, progress=None) -> SweepReport:
-    """Check every template of ``corpus_name``; ``total_budget`` is wall-clock seconds for all."""
+          limit: int | None = None, tokenizers: bool = False, progress=None) -> SweepReport:
+    """Check every template (or tokenizer) of ``corpus_name``; ``total_budget`` is wall-clock
+    seconds for all."""
     run = run or SWEEP_SETTINGS
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
-    props = [p.id for p in registry.select(property_ids, {"template"})]
-    paths = sorted(corpus.templates_dir(corpus_name).glob("*.jinja"))[:limit]
+    kinds = {"tokenizer", "chain"} if tokenizers else {"template"}
+    props = [p.id for p in registry.select(property_ids, kinds)]
+    paths = (corpus.tokenizer_paths(corpus_name) if tokenizers
+             else sorted(corpus.templates_dir(corpus_name).glob("*.jinja")))[:limit]
     jobs = jobs or os.cpu_count() or 1
     per_template = total_budget * jobs / max(1, len(paths)) if total_budget else None
     settings = dataclasses.replace(run, budget=None, seed=seed)
@@ -141,7 +146,7 @@ def _run_isolated(tasks: list, jobs: int, limit_s: float) -> Iterator[Row]:
                 row = _collect(proc, task, receive)
             elif time.monotonic() - started > limit_s:
                 proc.kill()
-                row = Row(Path(task[0]).stem, error=f"killed after {limit_s:.0f}s without a result")
+                row = Row(_row_name(task[0]), error=f"killed after {limit_s:.0f}s without a result")
             if row is not None:
                 proc.join()
                 receive.close()
@@ -154,7 +159,7 @@ def _collect(proc, task, receive) -> Row:
         return receive.recv()
     except (EOFError, OSError):
         proc.join()
-        return Row(Path(task[0]).stem, error=f"the checking process died (exit code {proc.exitcode})")
+        return Row(_row_name(task[0]), error=f"the checking process died (exit code {proc.exitcode})")
 
 
 def _child(task, send) -> None:
@@ -164,7 +169,7 @@ def _child(task, send) -> None:
 
 def _check_one(task) -> Row:
     path, props, settings, budget, crashes_dir = task
-    row = Row(Path(path).stem)
+    row = Row(_row_name(path))
     try:
         result = check(path, property_ids=props, run=settings, total_budget=budget,
                        crashes_dir=crashes_dir)
@@ -179,3 +184,9 @@ def _check_one(task) -> Row:
                           "message": f.message, "signature": f.signature,
                           "case_file": t.cases.get(f.signature)} for f in t.findings]
     return row
+
+
+def _row_name(path: str) -> str:
+    """A template's stem ("Qwen-Qwen2.5-7B-Instruct"), a tokenizer's file name."""
+    p = Path(path)
+    return p.stem if p.suffix == ".jinja" else p.name

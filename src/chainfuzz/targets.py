@@ -113,13 +113,13 @@ def load_targets(path: str | Path) -> list[Target]:
     if p.name in ("tokenizer_config.json", "tokenizer.json") and (p.parent / "tokenizer_config.json").exists():
         return _load_hf_folder(p.parent)
     if p.name == "tokenizer.json":
-        return [_tokenizer_target(p, "hf-json")]
+        return [tokenizer_target(p, "hf-json")]
     if _TEKKEN.match(p.name):
-        return [_tokenizer_target(p, "tekken")]
+        return [tokenizer_target(p, "tekken")]
     if _MISTRAL_SPM.search(p.name):
-        return [_tokenizer_target(p, "mistral-sentencepiece")]
+        return [tokenizer_target(p, "mistral-sentencepiece")]
     if p.suffix == ".model":
-        return [_tokenizer_target(p, "sentencepiece")]
+        return [tokenizer_target(p, "sentencepiece")]
     return [Target(source=_read_text(p), path=str(path), name=p.name,
                    special_tokens=dict(BARE_TEMPLATE_TOKENS))]
 
@@ -129,11 +129,17 @@ _HF_FOLDER_FILES = ("tokenizer_config.json", "chat_template.jinja", "tokenizer.j
 
 
 def _is_target_file(p: Path) -> bool:
-    return (p.suffix in (".jinja", ".gguf", ".model") or p.name == "tokenizer.json"
+    return p.suffix == ".jinja" or is_tokenizer_file(p)
+
+
+def is_tokenizer_file(p: Path) -> bool:
+    """Whether ``p`` names a tokenizer file chainfuzz reads (a GGUF may hold a template too)."""
+    return (p.suffix in (".gguf", ".model") or p.name == "tokenizer.json"
             or bool(_TEKKEN.match(p.name) or _MISTRAL_SPM.search(p.name)))
 
 
-def _tokenizer_target(p: Path, fmt: str) -> Target:
+def tokenizer_target(p: Path, fmt: str) -> Target:
+    """A target of just the tokenizer in file ``p`` (one of `TOKENIZER_FORMATS`)."""
     return Target(source=None, path=str(p), name=p.name, tokenizer=_source(fmt, p, [p]))
 
 

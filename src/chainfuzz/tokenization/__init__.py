@@ -66,7 +66,7 @@ def _mistral(source: TokenizerSource) -> Tokenizer:
 _IMPLS: dict[str, list[tuple[str, Callable[[TokenizerSource], Tokenizer], str]]] = {
     "hf": [("hf", _hf, "")],
     "hf-json": [("hf", _hf, "")],
-    "gguf": [("llama.cpp", _llama_cpp, "llama"), ("hf", _hf, "gguf")],
+    "gguf": [("llama.cpp", _llama_cpp, "llama"), ("hf", _hf, "hf-gguf")],
     "sentencepiece": [("sentencepiece", _sentencepiece, "spm"), ("hf", _hf, "spm")],
     "mistral-sentencepiece": [("mistral-common", _mistral, "mistral"),
                               ("sentencepiece", _sentencepiece, "spm"), ("hf", _hf, "spm")],

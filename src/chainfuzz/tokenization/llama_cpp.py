@@ -84,6 +84,10 @@ class LlamaCppTokenizer(Tokenizer):
         except (BrokenPipeError, OSError):
             line = ""
         if not line:
+            try:
+                proc.wait(timeout=2)  # it closed its stdout: let it finish dying
+            except subprocess.TimeoutExpired:
+                pass
             hung = proc.poll() is None
             self.close()
             how = "hung" if hung else (f"signal {-proc.returncode}" if proc.returncode < 0

@@ -1,0 +1,362 @@
+"""Coverage-guided fuzzing of chainfuzz properties: atheris drives Hypothesis' ``fuzz_one_input``.
+
+A harness is a set of registered properties (`HARNESSES`). Its Hypothesis test draws a
+(target, property) index first and then that property's own input (``prop.inputs(ctx)``), so
+one atheris process checks every property of the harness on every applicable target at a path,
+and libFuzzer's coverage feedback steers all of them. Atheris hands raw bytes to
+``fuzz_one_input``, which interprets them as Hypothesis' choices: a mutated byte string is a
+mutated conversation, text or token stream, never an invalid one.
+
+A failing input whose defect (signature) is new is shrunk before it is recorded: it goes
+into an in-memory example database, a Hypothesis run with only the reuse and shrink phases
+replays and shrinks it while the defect's key stays the same, and the runner's structural
+reduction follows, exactly as ``check`` shrinks. It is written to the crash folder in the
+standard format (`crashes.record`, `crashes.write`); a defect already there is not shrunk or
+written again. The fuzzer then carries on: a finding is recorded, never a libFuzzer crash.
+
+``python -m chainfuzz.fuzzing HARNESS TARGET [--crashes DIR] [--events FILE] [libFuzzer
+flags and corpus folders]`` runs one harness; ``chainfuzz fuzz`` runs it in a subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import json
+import sys
+import time
+import traceback
+import types
+import unittest
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
+from hypothesis import strategies as st
+from hypothesis.database import InMemoryExampleDatabase
+from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
+
+from . import crashes, registry
+from .errors import ChainfuzzError, Failure, UsageError
+from .registry import Property
+from .runner import make_finding, reduce_failure, signature
+
+SHRINK_SECONDS = 5.0  # per new finding, as `RunSettings.shrink_seconds`
+STATS_INTERVAL = 0.5  # seconds between "stats" events
+
+
+@dataclass(frozen=True)
+class Harness:
+    """A named group of properties fuzzed together, and the target kind they need."""
+
+    name: str
+    kind: str  # "template" or "tokenizer": the target capability (see `Target.kinds`)
+    select: Callable[[Property], bool]
+    instrument: tuple[str, ...]  # module prefixes whose Python code atheris instruments
+    description: str
+
+
+_STREAM = ("tokenizer.stream_decode",)
+
+HARNESSES = {
+    "template": Harness(
+        "template", "template", lambda p: p.applies_to == "template",
+        ("chainfuzz", "jinja2", "transformers.utils.chat_template_utils"),
+        "every template property (template.renders, content_preserved, ...)"),
+    "tokenizer": Harness(
+        "tokenizer", "tokenizer", lambda p: p.applies_to == "tokenizer" and p.id not in _STREAM,
+        ("chainfuzz", "transformers.tokenization"),
+        "tokenizer.roundtrip, special_tokens_inert, impls_agree (every tokenizer property but "
+        "stream decoding)"),
+    "stream": Harness(
+        "stream", "tokenizer", lambda p: p.id in _STREAM,
+        ("chainfuzz", "transformers.tokenization"),
+        "tokenizer.stream_decode"),
+}
+
+
+def harness_properties(name: str) -> list[Property]:
+    """The registered properties a harness checks, sorted by id."""
+    return [p for p in registry.all_properties() if HARNESSES[name].select(p)]
+
+
+def applicable(name: str, target_kinds: set[str]) -> bool:
+    """Whether harness ``name`` has anything to check on a target of these kinds."""
+    return HARNESSES[name].kind in target_kinds and bool(harness_properties(name))
+
+
+class _Stop(BaseException):
+    """Ends a shrink run at its deadline: Hypothesis propagates non-Exception errors unshrunk."""
+
+
+class _NewDefect(Exception):
+    """Raised out of ``fuzz_one_input`` for a defect not recorded yet (see `_new_defect`)."""
+
+
+_DEFECT_TYPES: dict[str, type] = {}
+
+
+def _new_defect(sig: str) -> type:
+    """An exception class of its own per signature.
+
+    ``fuzz_one_input`` saves a failing input to the database only when it is the first, or
+    the smallest, failure from its origin (exception type and line); a class per defect makes
+    every new defect's input an origin of its own, so it is always saved for shrinking.
+    """
+    if sig not in _DEFECT_TYPES:
+        _DEFECT_TYPES[sig] = type(f"NewDefect_{sig}", (_NewDefect,), {})
+    return _DEFECT_TYPES[sig]
+
+
+class _Database(InMemoryExampleDatabase):
+    """Holds one failing input between ``fuzz_one_input`` and the shrink run."""
+
+    def clear(self) -> None:
+        self.data.clear()
+
+
+class Fuzzer:
+    """One harness on the targets at a path: ``one_input(bytes)`` is the atheris entry point.
+
+    ``contexts`` are prepared contexts (`check.prepare`); ``emit`` receives one JSON-able event
+    per finding, a "start" event at the first input and a "stats" event every
+    `STATS_INTERVAL` seconds.
+    """
+
+    def __init__(self, harness: str, contexts: list, crashes_dir: Path | None, *,
+                 shrink_seconds: float = SHRINK_SECONDS,
+                 emit: Callable[[dict], None] = lambda event: None) -> None:
+        self.harness = HARNESSES[harness]
+        props = harness_properties(harness)
+        self.pairs = [(ctx, p) for ctx in contexts if self.harness.kind in _kinds(ctx) for p in props]
+        if not self.pairs:
+            raise UsageError(_not_applicable(harness, contexts))
+        self.crashes_dir = crashes_dir
+        self.shrink_seconds = shrink_seconds
+        self.emit = emit
+        self.executions = 0  # inputs atheris passed in
+        self.checked = 0  # of those, inputs that decoded to a case and reached a property
+        self._next_stats = 0.0
+        self.last_index: int | None = None  # the (target, property) pair of the last input
+        self.seen: set[str] = set()  # signatures met in this process
+        self._db = _Database()
+        self._pending: tuple[int, Failure] | None = None
+        self._shrinking: dict | None = None
+        self.test = self._build()
+        self.fuzz_one_input = self.test.hypothesis.fuzz_one_input
+
+    def _build(self):
+        """The Hypothesis test: fuzz_one_input drives it; called, it replays and shrinks what
+        fuzz_one_input saved (its settings matter to that run only). Not seeded: @seed would
+        turn the database off."""
+        strategies = [p.inputs(ctx).map(lambda case, i=i: (i, case))
+                      for i, (ctx, p) in enumerate(self.pairs)]
+        drawn = strategies[0] if len(strategies) == 1 else st.one_of(strategies)
+        return settings(
+            database=self._db, deadline=None, suppress_health_check=list(HealthCheck),
+            report_multiple_bugs=False, phases=(Phase.reuse, Phase.shrink), max_examples=2,
+            verbosity=Verbosity.quiet,
+        )(given(drawn)(self._body))
+
+    def _body(self, drawn) -> None:
+        index, case = drawn
+        ctx, prop = self.pairs[index]
+        shrinking = self._shrinking
+        if shrinking is None:
+            self.checked += 1
+            self.last_index = index
+        if shrinking is not None and time.monotonic() > shrinking["until"]:
+            raise _Stop()
+        try:
+            prop.check(ctx, case)
+        except Failure as f:
+            f.case = copy.deepcopy(case)
+            if shrinking is not None:  # keep shrinking this defect only
+                if (index, f.key) != shrinking["defect"]:
+                    reject()
+                shrinking["failure"] = f
+                raise
+            sig = signature(prop.id, ctx.target.name, f.key)
+            if sig in self.seen:
+                return
+            self.seen.add(sig)
+            if self._recorded(prop, ctx, sig):
+                self.emit({"event": "known", "property": prop.id, "signature": sig,
+                           "severity": f.severity or prop.severity, "message": f.message})
+                return
+            self._pending = (index, f)
+            raise _new_defect(sig)() from None
+        except UnsatisfiedAssumption:
+            raise
+        except Exception as exc:  # a bug in a property: chainfuzz's, reported as an internal error
+            self.emit({"event": "internal_error", "property": prop.id, "target": ctx.target.name,
+                       "message": "".join(traceback.format_exception_only(type(exc), exc)).strip()})
+            raise
+
+    def one_input(self, data: bytes) -> None:
+        """Check one input; record a new defect (shrunk) and carry on."""
+        if self.executions == 0:
+            self.emit({"event": "start", "time": time.time()})
+        self.executions += 1
+        now = time.monotonic()
+        if now >= self._next_stats:  # the process ends inside libFuzzer: report as we go
+            self._next_stats = now + STATS_INTERVAL
+            self.emit({"event": "stats", "time": time.time(), "executions": self.executions,
+                       "checked": self.checked})
+        self._pending = None
+        try:
+            self.fuzz_one_input(data)
+        except _NewDefect:
+            self._record(*self._pending)
+
+    def _recorded(self, prop: Property, ctx, sig: str) -> bool:
+        """Whether the crash folder already holds this defect (its file name has the signature)."""
+        if self.crashes_dir is None:
+            return False
+        name = crashes.file_name({"property": prop.id, "target": {"name": ctx.target.name},
+                                  "signature": sig})
+        return (self.crashes_dir / name).exists()
+
+    def _record(self, index: int, failure: Failure) -> None:
+        ctx, prop = self.pairs[index]
+        start = time.monotonic()
+        until = start + self.shrink_seconds
+        shrunk = self._shrink(index, failure, until)
+        shrunk = reduce_failure(prop, ctx, shrunk, until)
+        finding = make_finding(prop, ctx, shrunk)
+        path, written = None, False
+        if self.crashes_dir is not None:
+            path, written = crashes.write(crashes.record(finding, ctx.target, self.crashes_dir),
+                                          self.crashes_dir)
+        self.emit({"event": "finding", "property": prop.id, "target": ctx.target.name,
+                   "severity": finding.severity, "signature": finding.signature,
+                   "message": finding.message, "path": None if path is None else str(path),
+                   "written": written, "shrink_seconds": round(time.monotonic() - start, 3)})
+
+    def _shrink(self, index: int, failure: Failure, until: float) -> Failure:
+        """Hypothesis' shrink of the input ``fuzz_one_input`` just saved, same key only."""
+        self._shrinking = {"defect": (index, failure.key), "until": until, "failure": failure}
+        try:
+            self.test()
+        except (Failure, _Stop, Flaky, Unsatisfiable, unittest.SkipTest):
+            pass  # SkipTest: the input did not replay; the unshrunk failure is kept
+        finally:
+            best = self._shrinking["failure"]
+            self._shrinking = None
+            self._db.clear()
+        return best
+
+
+def _kinds(ctx) -> set[str]:
+    return getattr(ctx, "kinds", ctx.target.kinds)
+
+
+def _not_applicable(harness: str, contexts: list) -> str:
+    kinds = " or ".join(sorted({k for ctx in contexts for k in _kinds(ctx)})) or "nothing"
+    path = contexts[0].target.path if contexts else "the target"
+    return (f"harness {harness} needs a {HARNESSES[harness].kind}; {path} holds a {kinds}"
+            if harness_properties(harness) else f"harness {harness} has no properties")
+
+
+# --- coverage instrumentation ---------------------------------------------------------------
+
+def instrument(prefixes: tuple[str, ...], contexts: list) -> int:
+    """Add atheris' coverage instrumentation to the already imported functions of the modules
+    under ``prefixes`` (like ``atheris.instrument_all``, but scoped: instrumenting Hypothesis
+    or all of transformers would slow every input for no useful feedback), and to each
+    target's compiled template, whose branches are the template's own. Returns the count."""
+    import atheris
+
+    def wanted(module) -> bool:
+        return isinstance(module, str) and module != __name__ and any(
+            module == p or module.startswith(p + ".") for p in prefixes)
+
+    funcs = [o for o in gc.get_objects()
+             if isinstance(o, types.FunctionType) and wanted(getattr(o, "__module__", None))]
+    funcs += _compiled_templates(contexts)
+    count = 0
+    for fn in funcs:
+        try:
+            atheris.instrument_func(fn)
+            count += 1
+        except Exception:  # noqa: BLE001 - some code objects cannot be patched; skip them
+            pass
+    return count
+
+
+def _compiled_templates(contexts: list) -> list:
+    """The render functions of the targets' templates as transformers compiled them (cached,
+    so the renderer runs these very function objects); macros are nested in them."""
+    from transformers.utils import chat_template_utils as tcu
+
+    out = []
+    for ctx in contexts:
+        if ctx.target.source is None:
+            continue
+        tpl = tcu._compile_jinja_template(ctx.target.source)
+        out += [tpl.root_render_func, *tpl.blocks.values()]
+    return out
+
+
+# --- the harness process ----------------------------------------------------------------------
+
+def load(harness: str, path: str | Path) -> list:
+    """Prepared contexts of the targets at ``path`` (bad targets raise `ChainfuzzError`)."""
+    from .check import prepare
+    from .targets import load_targets
+
+    if harness not in HARNESSES:
+        raise UsageError(f"unknown harness {harness!r} (known: {', '.join(HARNESSES)})")
+    registry.load_properties()
+    return [prepare(t) for t in load_targets(path)]
+
+
+def _events(path: str | None) -> Callable[[dict], None]:
+    if path is None:
+        return lambda event: None
+    out = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the process's life
+
+    def emit(event: dict) -> None:
+        out.write(json.dumps(event, ensure_ascii=False) + "\n")
+        out.flush()
+
+    return emit
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one harness under atheris; arguments chainfuzz does not know go to libFuzzer."""
+    parser = argparse.ArgumentParser(prog="python -m chainfuzz.fuzzing", allow_abbrev=False,
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("harness", choices=sorted(HARNESSES))
+    parser.add_argument("target")
+    parser.add_argument("--crashes", default="crashes", help="where cases are written")
+    parser.add_argument("--events", help="append one JSON line per finding here")
+    parser.add_argument("--shrink-seconds", type=float, default=SHRINK_SECONDS)
+    parser.add_argument("--no-instrument", action="store_true",
+                        help="no coverage instrumentation (libFuzzer mutates blind)")
+    args, libfuzzer = parser.parse_known_args(argv)
+    try:
+        import atheris
+    except ImportError:
+        print("chainfuzz: error: atheris is not installed: pip install 'chainfuzz[fuzz]'",
+              file=sys.stderr)
+        return 2
+    try:
+        contexts = load(args.harness, args.target)
+        fuzzer = Fuzzer(args.harness, contexts, Path(args.crashes), emit=_events(args.events),
+                        shrink_seconds=args.shrink_seconds)
+    except ChainfuzzError as exc:
+        print(f"chainfuzz: error: {exc}", file=sys.stderr)
+        return 2
+    if not args.no_instrument:
+        n = instrument(HARNESSES[args.harness].instrument, contexts)
+        print(f"INFO: chainfuzz instrumented {n} functions", file=sys.stderr)
+    atheris.Setup([sys.argv[0], *libfuzzer], fuzzer.one_input)
+    atheris.Fuzz()  # exits the process when libFuzzer is done
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
