@@ -40,9 +40,6 @@ def _call(tok, what: str, fn, *args, **kw):
 
 # --- tokenizer.roundtrip --------------------------------------------------------------------
 
-_UNICODE_FORMS = {"NFC", "NFD", "NFKC", "NFKD"}
-
-
 def _difference(text: str, back: str, tok) -> str:
     """A stable name for how ``back`` differs from ``text``."""
     if text.startswith(" ") and back == text[1:]:
@@ -51,8 +48,8 @@ def _difference(text: str, back: str, tok) -> str:
         return "leading space added"
     if back.count(REPLACEMENT) > text.count(REPLACEMENT):
         return "characters became U+FFFD"
-    unk = [t for t, i in tok.special.items() if "unk" in t.lower()]
-    if any(u in back and u not in text for u in unk):
+    unk = next((t for t, i in tok.special.items() if i == tok.unk_id), None)
+    if unk and back.count(unk) > text.count(unk):
         return "characters became the unknown token"
     if "".join(back.split()) == "".join(text.split()):
         return "whitespace changed"
@@ -61,10 +58,16 @@ def _difference(text: str, back: str, tok) -> str:
     return "text changed"
 
 
+_UNICODE_FORMS = ("NFKC", "NFKD", "NFC", "NFD")
+
+
 def _normalised(text: str, normalizer: str) -> str:
-    """``text`` under the unicode form a normaliser names (as best plain Python can)."""
+    """``text`` as the normaliser a tokenizer names would leave it (lowercasing, a unicode
+    form, accent stripping), so that a round trip that gives exactly this is by design."""
     form = next((f for f in _UNICODE_FORMS if f in normalizer), "NFKC" if "Precompiled" in normalizer else None)
     out = unicodedata.normalize(form, text) if form else text
+    if "strip_accents" in normalizer or "StripAccents" in normalizer:
+        out = "".join(c for c in unicodedata.normalize("NFD", out) if not unicodedata.combining(c))
     return out.lower() if "owercase" in normalizer else out
 
 
@@ -78,8 +81,8 @@ def roundtrip(ctx, case):
         if back == text:
             continue
         kind = _difference(text, back, tok)
-        if tok.normalizer and kind not in ("leading space dropped", "leading space added") \
-                and _call(tok, "decode", tok.decode, tok.encode(_normalised(text, tok.normalizer))) == back:
+        # Normalisers that change text by design also split and rejoin whitespace (BERT's).
+        if tok.normalizer and back.split() == _normalised(text, tok.normalizer).split():
             raise Failure(f"{tok.impl}: the {tok.normalizer} normaliser changes text by design ({kind})",
                           key=f"{tok.impl}:normalised:{tok.normalizer}", observed=back, expected=text,
                           severity="warning")
@@ -133,11 +136,6 @@ def _compare(impl: str, algorithm: str, mode: str, streamed: str, full: str) -> 
 # --- tokenizer.special_tokens_inert ---------------------------------------------------------
 
 
-def _control(tok) -> dict[int, str]:
-    """Ids that must never come out of untrusted text: special, and control-shaped added tokens."""
-    return {i: t for t, i in {**tok.control_like, **tok.special}.items()}
-
-
 def _spelled(ctx):
     specials = ctx.vocab.specials or ("",)  # the empty token: every input is skipped
     around = strategies.vocab_text(ctx.vocab, max_parts=2)
@@ -153,7 +151,7 @@ def special_tokens_inert(ctx, case):
     assume(case["token"] != "", "the vocabulary has no special tokens")
     text = case["before"] + case["token"] + case["after"]
     for tok in ctx.tokenizers:
-        control = _control(tok)
+        control = tok.control_ids
         forged = [i for i in _call(tok, "encode", tok.encode, text, parse_special=False) if i in control]
         if forged:
             name = control[forged[0]]
@@ -219,8 +217,7 @@ def impls_agree(ctx, case):
     impls = ctx.tokenizers
     assume(len(impls) > 1, "only one implementation reads this tokenizer")
     text = case["text"]
-    specials = {s for t in impls for s in (*t.special, *t.control_like) if s}
-    assume(not any(s in text for s in specials), "special-token text (special_tokens_inert's concern)")
+    assume(not any(s in text for s in ctx.vocab.specials), "special-token text (special_tokens_inert's concern)")
     ref = impls[0]
     ref_ids = _call(ref, "encode", ref.encode, text)
     for other in impls[1:]:

@@ -28,8 +28,8 @@ class Chain:
 
     @property
     def control_ids(self) -> set[int]:
-        """Ids that delimit turns or otherwise steer the model: special and control-shaped."""
-        return set(self.tokenizer.special.values()) | set(self.tokenizer.control_like.values())
+        """Ids that delimit turns or otherwise steer the model (`Tokenizer.control_ids`)."""
+        return set(self.tokenizer.control_ids)
 
 
 def template_chain(ctx, tok: Tokenizer) -> Chain:

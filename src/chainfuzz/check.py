@@ -63,15 +63,19 @@ Progress = Callable[[str], None]
 
 def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSettings | None = None,
           total_budget: float | None = None, crashes_dir: Path | None = Path("crashes"),
-          progress: Progress | None = None) -> CheckReport:
-    """Check every target at ``path``; ``total_budget`` seconds are shared across all searches."""
+          progress: Progress | None = None, strict: bool = True) -> CheckReport:
+    """Check every target at ``path``; ``total_budget`` seconds are shared across all searches.
+
+    A named property runs on the targets it applies to; with ``strict``, one that applies to
+    none of them is a `UsageError`.
+    """
     run = run or RunSettings()
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
     targets = load_targets(path)
     contexts = [prepare(t) for t in targets]
     plan = [(ctx, [p for p in registry.select(property_ids, ctx.kinds) if p.applies_to in ctx.kinds])
             for ctx in contexts]
-    for pid in property_ids or ():
+    for pid in (property_ids or ()) if strict else ():
         if not any(p.id == pid for _, props in plan for p in props):
             kinds = " or ".join(sorted({k for ctx in contexts for k in ctx.kinds})) or "nothing"
             raise UsageError(f"property {pid} applies to a {registry.get(pid).applies_to}; "

@@ -172,7 +172,7 @@ def _check_one(task) -> Row:
     row = Row(_row_name(path))
     try:
         result = check(path, property_ids=props, run=settings, total_budget=budget,
-                       crashes_dir=crashes_dir)
+                       crashes_dir=crashes_dir, strict=False)
     except ChainfuzzError as exc:
         row.error = str(exc)
         return row

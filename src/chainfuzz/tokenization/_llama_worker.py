@@ -55,11 +55,12 @@ def detokenize(llama_cpp, vocab, ids: list[int]) -> bytes:
 
 
 def info(llama_cpp, llm, vocab) -> dict:
-    control, user = {}, {}
+    control, user, unk = {}, {}, None
     for i in range(llm.n_vocab()):
         attr = llama_cpp.llama_vocab_get_attr(vocab, i)
         if attr & (llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN):
             control[_text(llama_cpp, vocab, i)] = i
+            unk = i if attr & llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN and unk is None else unk
         elif attr & llama_cpp.LLAMA_TOKEN_ATTR_USER_DEFINED:
             user[_text(llama_cpp, vocab, i)] = i
     bos, eos = llm.token_bos(), llm.token_eos()
@@ -67,7 +68,10 @@ def info(llama_cpp, llm, vocab) -> dict:
         "n_vocab": llm.n_vocab(),
         "bos": bos if bos >= 0 else None,
         "eos": eos if eos >= 0 else None,
+        "unk": int(llm.metadata.get("tokenizer.ggml.unknown_token_id", unk if unk is not None else -1)),
         "add_bos": bool(llama_cpp.llama_vocab_get_add_bos(vocab)),
+        # WPM (BERT) lowercases and strips accents by design.
+        "wpm": llama_cpp.llama_vocab_type(vocab) == llama_cpp.LLAMA_VOCAB_TYPE_WPM,
         "special": control,
         "added": user,
     }

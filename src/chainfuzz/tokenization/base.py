@@ -34,6 +34,7 @@ class Tokenizer(ABC):
     vocab_size: int = 0
     bos_id: int | None = None
     eos_id: int | None = None
+    unk_id: int | None = None
     adds_bos: bool = False  # whether the default encoding (a server's) puts BOS first
     normalizer: str | None = None  # the normalising step that changes text by design, if any
     special: dict[str, int]
@@ -63,6 +64,15 @@ class Tokenizer(ABC):
     def control_like(self) -> dict[str, int]:
         """Added tokens that look like chat control tokens but are not marked special."""
         return {t: i for t, i in self.added.items() if _CONTROL_SHAPE.match(t)}
+
+    @cached_property
+    def control_ids(self) -> dict[int, str]:
+        """Ids that must never come out of untrusted text, with their text: the special and
+        control-shaped tokens, less the unknown token (unknown characters legitimately
+        become it)."""
+        out = {i: t for t, i in {**self.control_like, **self.special}.items()}
+        out.pop(self.unk_id, None)
+        return out
 
     @property
     def bos_text(self) -> str | None:

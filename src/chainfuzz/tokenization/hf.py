@@ -30,6 +30,7 @@ class HFTokenizer(Tokenizer):
         self.vocab_size = len(tok)
         self.bos_id = tok.bos_token_id
         self.eos_id = tok.eos_token_id
+        self.unk_id = tok.unk_token_id
         self.special, self.added = {}, {}
         for i, added in tok.added_tokens_decoder.items():
             (self.special if added.special else self.added)[added.content] = i

@@ -25,6 +25,7 @@ class LlamaCppTokenizer(Tokenizer):
     """``Llama(path, vocab_only=True)`` behind a JSON-lines pipe."""
 
     impl = "llama.cpp"
+    _proc: subprocess.Popen | None = None  # also for __del__ after __init__ raised
 
     def __init__(self, path: Path) -> None:
         import importlib.util
@@ -39,8 +40,11 @@ class LlamaCppTokenizer(Tokenizer):
         self.bos_id, self.eos_id = meta["bos"], meta["eos"]
         self.adds_bos = meta["add_bos"] and self.bos_id is not None
         self.special, self.added = meta["special"], meta["added"]
+        self.unk_id = meta["unk"] if meta["unk"] >= 0 else None
+        self.normalizer = "WPM(lowercase, strip_accents)" if meta["wpm"] else None
 
     def encode(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        text.encode("utf-8")  # a lone surrogate is the caller's error, not a worker crash
         return self._call({"op": "encode", "text": text, "add_special": add_special,
                            "parse_special": parse_special})["ids"]
 

@@ -22,9 +22,10 @@ class MistralCommonTokenizer(Tokenizer):
 
         self.mistral = MistralTokenizer.from_file(str(path))
         self.raw = self.mistral.instruct_tokenizer.tokenizer
-        self._keep = SpecialTokenPolicy.KEEP
+        self._ignore = SpecialTokenPolicy.IGNORE
+        self._special_ids = set(self.raw.special_ids)
         self.vocab_size = self.raw.n_words
-        self.bos_id, self.eos_id = self.raw.bos_id, self.raw.eos_id
+        self.bos_id, self.eos_id, self.unk_id = self.raw.bos_id, self.raw.eos_id, self.raw.unk_id
         self.adds_bos = True  # every mistral-common request encoding starts with BOS
         self.special = {self.raw.id_to_piece(i): i for i in sorted(self.raw.special_ids)}
         self.added = {}
@@ -33,7 +34,18 @@ class MistralCommonTokenizer(Tokenizer):
         return list(self.raw.encode(text, bos=add_special, eos=False))
 
     def decode(self, ids: list[int]) -> str:
-        return self.raw.decode(list(ids), special_token_policy=self._keep)
+        # KEEP spells a SentencePiece model's ordinary tokens as raw pieces ("▁Hello"), so runs
+        # of ordinary ids are decoded as text and the special ids spelled out between them.
+        out, run = [], []
+        for i in ids:
+            if i in self._special_ids:
+                out += [self.raw.decode(run, special_token_policy=self._ignore) if run else "",
+                        self.raw.id_to_piece(i)]
+                run = []
+            else:
+                run.append(i)
+        out.append(self.raw.decode(run, special_token_policy=self._ignore) if run else "")
+        return "".join(out)
 
     def encode_chat(self, messages: list, tools: list | None = None) -> list[int]:
         """The reference encoding of a whole chat request (raises on a request it refuses)."""

@@ -24,6 +24,7 @@ class SentencePieceTokenizer(Tokenizer):
         self.vocab_size = self.sp.get_piece_size()
         self.bos_id = _id_or_none(self.sp.bos_id())
         self.eos_id = _id_or_none(self.sp.eos_id())
+        self.unk_id = _id_or_none(self.sp.unk_id())
         self.adds_bos = self.bos_id is not None  # the Llama convention every SP server follows
         self.special = {p.piece: i for i, p in enumerate(proto.pieces) if p.type in (_CONTROL, _UNKNOWN)}
         self.added = {p.piece: i for i, p in enumerate(proto.pieces) if p.type == _USER_DEFINED}
