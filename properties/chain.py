@@ -48,22 +48,30 @@ def no_role_injection(ctx, case):
     specials = sorted({*ctx.vocab.specials}, key=len, reverse=True)
     assume(any(s in t for t in all_strings(case) for s in specials), "no special-token text in the input")
     clean = _sanitised(case, specials)
+    forged = []  # (chain, observed, expected): every chain is checked, none masks another
     for chain in ctx.chains:
         try:
             expected = _count(chain, clean)
         except Skip:
             continue  # the sanitised twin is refused: nothing to compare with
         observed = _count(chain, case)
-        if observed == expected:
-            continue
-        field = _carrier(case, specials)
-        fixes = _fixes(ctx, chain, case, clean)
-        raise Failure(
-            f"{chain.name}: text in a {field} field becomes {observed} control tokens where the "
-            f"conversation has {expected}; {fixes}",
-            key=f"{chain.name}:forged by {field}", observed=observed, expected=expected,
-            rendered=chain.render(case["messages"], case.get("tools")) if chain.render else None,
-        )
+        if observed != expected:
+            forged.append((chain, observed, expected))
+    if not forged:
+        return
+    field = _carrier(case, specials)
+    chain, observed, expected = forged[0]
+    fixes = "; ".join(f"{c.name}: {_fixes(ctx, c, case, clean)}" for c, _, _ in forged)
+    # The chains are part of the key: an input that fools one chain and one that fools all
+    # are different findings, so neither hides the other.
+    names = ", ".join(c.name for c, _, _ in forged)
+    raise Failure(
+        f"{names}: text in a {field} field becomes {observed} control tokens where the "
+        f"conversation has {expected}. {fixes}",
+        key=f"forged by {field} in {names}", observed={c.name: o for c, o, _ in forged},
+        expected={c.name: e for c, _, e in forged},
+        rendered=chain.render(case["messages"], case.get("tools")) if chain.render else None,
+    )
 
 
 def _count(chain, case: dict) -> int:

@@ -183,28 +183,34 @@ def single_bos(ctx, case):
     """Rendering a conversation and encoding it as servers do (the tokenizer's default
     ``add_special_tokens``) yields exactly one BOS, first, when the model uses one: never two,
     never zero."""
-    for chain in ctx.chains:
-        tok = chain.tokenizer
-        assume(tok.bos_id is not None, "the vocabulary has no BOS")
-        bos_text = tok.bos_text
-        assume(not bos_text or not any(bos_text in s for s in all_strings(case)),
-               "the input spells the BOS token itself (chain.no_role_injection's concern)")
-        ids = _call(tok, "encode", chain.encode, case["messages"], case.get("tools"))
-        count = ids.count(tok.bos_id)
-        writes_bos = bool(bos_text) and chain.render is not None \
-            and chain.render(case["messages"], case.get("tools")).startswith(bos_text)
-        uses = tok.adds_bos or writes_bos
-        if count > 1:
-            who = "the template writes BOS and the tokenizer adds another" if writes_bos and tok.adds_bos \
-                else "BOS appears more than once"
-            raise Failure(f"{chain.name}: {count} BOS tokens: {who}", key=f"{chain.name}:double BOS",
-                          observed=count, expected=1)
-        if uses and count == 0:
-            raise Failure(f"{chain.name}: the model uses BOS but the encoded prompt has none",
-                          key=f"{chain.name}:no BOS", observed=0, expected=1)
-        if count == 1 and ids[0] != tok.bos_id:
-            raise Failure(f"{chain.name}: BOS is at position {ids.index(tok.bos_id)}, not first",
-                          key=f"{chain.name}:BOS not first", observed=ids.index(tok.bos_id), expected=0)
+    problems = [(chain, p) for chain in ctx.chains if (p := _bos_problem(chain, case))]
+    if problems:  # every chain is checked, and the ones with the same problem named together
+        key, what, observed, expected = problems[0][1]
+        names = ", ".join(c.name for c, p in problems if p[0] == key)
+        raise Failure(f"{names}: {what}", key=f"{key} in {names}", observed=observed, expected=expected)
+
+
+def _bos_problem(chain, case) -> tuple[str, str, int, int] | None:
+    """(key, description, observed, expected) of what is wrong with BOS in ``chain``'s
+    encoding of ``case``; None when nothing is."""
+    tok = chain.tokenizer
+    assume(tok.bos_id is not None, "the vocabulary has no BOS")
+    bos_text = tok.bos_text
+    assume(not bos_text or not any(bos_text in s for s in all_strings(case)),
+           "the input spells the BOS token itself (chain.no_role_injection's concern)")
+    ids = _call(tok, "encode", chain.encode, case["messages"], case.get("tools"))
+    count = ids.count(tok.bos_id)
+    writes_bos = bool(bos_text) and chain.render is not None \
+        and chain.render(case["messages"], case.get("tools")).startswith(bos_text)
+    if count > 1:
+        who = "the template writes BOS and the tokenizer adds another" if writes_bos and tok.adds_bos \
+            else "BOS appears more than once"
+        return "double BOS", f"{count} BOS tokens: {who}", count, 1
+    if (tok.adds_bos or writes_bos) and count == 0:
+        return "no BOS", "the model uses BOS but the encoded prompt has none", 0, 1
+    if count == 1 and ids[0] != tok.bos_id:
+        return "BOS not first", f"BOS is at position {ids.index(tok.bos_id)}, not first", ids.index(tok.bos_id), 0
+    return None
 
 
 # --- tokenizer.impls_agree ------------------------------------------------------------------

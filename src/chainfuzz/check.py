@@ -66,8 +66,8 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
           progress: Progress | None = None, strict: bool = True) -> CheckReport:
     """Check every target at ``path``; ``total_budget`` seconds are shared across all searches.
 
-    A named property runs on the targets it applies to; with ``strict``, one that applies to
-    none of them is a `UsageError`.
+    A named property runs on the targets it applies to; with ``strict``, naming only properties
+    that apply to none of them is a `UsageError`.
     """
     run = run or RunSettings()
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
@@ -75,11 +75,10 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     contexts = [prepare(t) for t in targets]
     plan = [(ctx, [p for p in registry.select(property_ids, ctx.kinds) if p.applies_to in ctx.kinds])
             for ctx in contexts]
-    for pid in (property_ids or ()) if strict else ():
-        if not any(p.id == pid for _, props in plan for p in props):
-            kinds = " or ".join(sorted({k for ctx in contexts for k in ctx.kinds})) or "nothing"
-            raise UsageError(f"property {pid} applies to a {registry.get(pid).applies_to}; "
-                             f"{path} holds a {kinds}")
+    if strict and property_ids and not any(props for _, props in plan):
+        kinds = " and a ".join(sorted({k for ctx in contexts for k in ctx.kinds})) or "nothing"
+        wanted = " or ".join(sorted({registry.get(p).applies_to for p in property_ids}))
+        raise UsageError(f"the named properties apply to a {wanted}; {path} holds a {kinds}")
     report = CheckReport(str(path), seed)
     start = time.monotonic()
     searches = sum(len(props) for _, props in plan)
