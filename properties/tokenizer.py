@@ -81,8 +81,12 @@ def roundtrip(ctx, case):
         if back == text:
             continue
         kind = _difference(text, back, tok)
-        # Normalisers that change text by design also split and rejoin whitespace (BERT's).
-        if tok.normalizer and back.split() == _normalised(text, tok.normalizer).split():
+        # BERT's (WPM) and SentencePiece's (Precompiled) normalisers also split and rejoin
+        # whitespace by design; lowercasing and the unicode forms keep it, so a space lost
+        # under them is the tokenizer's defect, not the normaliser's design.
+        expected = _normalised(text, tok.normalizer) if tok.normalizer else None
+        loose = bool(tok.normalizer) and any(n in tok.normalizer for n in ("Bert", "WPM", "Precompiled"))
+        if expected is not None and (back == expected or (loose and back.split() == expected.split())):
             raise Failure(f"{tok.impl}: the {tok.normalizer} normaliser changes text by design ({kind})",
                           key=f"{tok.impl}:normalised:{tok.normalizer}", observed=back, expected=text,
                           severity="warning")
