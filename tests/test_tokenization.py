@@ -195,6 +195,20 @@ def test_plain_sentencepiece_model_spells_control_tokens(mistral_v1, tmp_path):
     assert sp.decode([sp.bos_id, *ids, sp.eos_id, *ids]) == "<s>Hello world</s>Hello world"
 
 
+def test_model_folder_with_a_sentencepiece_model_gets_both_but_chains_only_where_markers_parse(
+        mistral_v1, tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(mistral_v1, folder / "tokenizer.model")
+    (folder / "tokenizer_config.json").write_text(
+        '{"bos_token": "<s>", "eos_token": "</s>", "chat_template": '
+        '"{% for m in messages %}[INST]{{ m.content }}[/INST]{% endfor %}"}', encoding="utf-8")
+    ctx = Context(load_target(folder))
+    assert [t.impl for t in ctx.tokenizers] == ["hf", "sentencepiece"]
+    # sentencepiece cannot turn the rendered "<s>" into BOS, so it is no chain of its own.
+    assert [c.name for c in ctx.chains] == ["template+hf"]
+
+
 # --- load errors ---------------------------------------------------------------------------------
 
 def test_a_file_nothing_reads_is_a_one_line_target_error_naming_each_reason(tmp_path):

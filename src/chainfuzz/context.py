@@ -126,9 +126,10 @@ class Context:
 
     @cached_property
     def chains(self) -> list:
-        """The template+tokenizer chains (one per implementation), or mistral-common's own."""
+        """The template+tokenizer chains (one per implementation that can encode a rendered
+        prompt's markers), or mistral-common's own request encoder."""
         from .chain import mistral_chain, template_chain
 
         if self.target.source is not None:
-            return [template_chain(self, tok) for tok in self.tokenizers]
+            return [template_chain(self, tok) for tok in self.tokenizers if tok.parses_special]
         return [mistral_chain(tok) for tok in self.tokenizers if tok.impl == "mistral-common"]

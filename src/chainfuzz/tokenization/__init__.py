@@ -64,7 +64,7 @@ def _mistral(source: TokenizerSource) -> Tokenizer:
 
 # Per format, the implementations to load, reference first; the extra that installs each.
 _IMPLS: dict[str, list[tuple[str, Callable[[TokenizerSource], Tokenizer], str]]] = {
-    "hf": [("hf", _hf, "")],
+    "hf": [("hf", _hf, ""), ("sentencepiece", _sentencepiece, "spm")],
     "hf-json": [("hf", _hf, "")],
     "gguf": [("llama.cpp", _llama_cpp, "llama"), ("hf", _hf, "hf-gguf")],
     "sentencepiece": [("sentencepiece", _sentencepiece, "spm"), ("hf", _hf, "spm")],
@@ -86,6 +86,9 @@ def load(source: TokenizerSource) -> Loaded:
         return _CACHE[key]
     loaded = Loaded()
     for name, loader, extra in _IMPLS[source.format]:
+        if source.format == "hf" and name == "sentencepiece" \
+                and not (Path(source.path) / "tokenizer.model").exists():
+            continue  # a model folder has a SentencePiece model only sometimes
         try:
             loaded.impls.append(loader(source))
         except ImportError as exc:

@@ -36,6 +36,9 @@ class Tokenizer(ABC):
     eos_id: int | None = None
     unk_id: int | None = None
     adds_bos: bool = False  # whether the default encoding (a server's) puts BOS first
+    # Whether special-token text can become control ids at all (``parse_special=True``).
+    # sentencepiece and mistral-common never do it, so they cannot encode a rendered prompt.
+    parses_special: bool = True
     normalizer: str | None = None  # the normalising step that changes text by design, if any
     special: dict[str, int]
     added: dict[str, int]

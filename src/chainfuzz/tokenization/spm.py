@@ -13,6 +13,7 @@ class SentencePieceTokenizer(Tokenizer):
     """Plain SentencePiece: it never parses control-token text, only user-defined pieces."""
 
     impl = "sentencepiece"
+    parses_special = False
 
     def __init__(self, path: Path) -> None:
         import sentencepiece as spm
