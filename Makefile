@@ -22,6 +22,8 @@ test: $(FULL)
 
 bench: $(FULL)
 	$(BIN)/python bench/bench_template.py --sweep
+	$(BIN)/python bench/bench_tokenizer.py
+	$(BIN)/python bench/bench_fuzz.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)

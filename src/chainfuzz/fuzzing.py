@@ -4,8 +4,9 @@ A harness is a set of registered properties (`HARNESSES`). Its Hypothesis test d
 (target, property) index first and then that property's own input (``prop.inputs(ctx)``), so
 one atheris process checks every property of the harness on every applicable target at a path,
 and libFuzzer's coverage feedback steers all of them. Atheris hands raw bytes to
-``fuzz_one_input``, which interprets them as Hypothesis' choices: a mutated byte string is a
-mutated conversation, text or token stream, never an invalid one.
+``fuzz_one_input``, which reads them as Hypothesis' choices: a mutated byte string decodes to
+a mutated conversation, text or token stream, never to an ill-formed one (bytes that run out
+before a whole case is drawn are rejected, cheaply).
 
 A failing input whose defect (signature) is new is shrunk before it is recorded: it goes
 into an in-memory example database, a Hypothesis run with only the reuse and shrink phases
@@ -55,25 +56,24 @@ class Harness:
     kind: str  # "template" or "tokenizer": the target capability (see `Target.kinds`)
     select: Callable[[Property], bool]
     instrument: tuple[str, ...]  # module prefixes whose Python code atheris instruments
-    description: str
 
 
 _STREAM = ("tokenizer.stream_decode",)
 
+# template: every template property. tokenizer: every tokenizer property but stream decoding
+# (roundtrip, special_tokens_inert, impls_agree). stream: stream decoding alone, whose inputs
+# (id streams, chunkings) and code paths differ from the others'. Chain properties need a
+# template and a tokenizer together and are left to `check`.
 HARNESSES = {
     "template": Harness(
         "template", "template", lambda p: p.applies_to == "template",
-        ("chainfuzz", "jinja2", "transformers.utils.chat_template_utils"),
-        "every template property (template.renders, content_preserved, ...)"),
+        ("chainfuzz", "jinja2", "transformers.utils.chat_template_utils")),
     "tokenizer": Harness(
         "tokenizer", "tokenizer", lambda p: p.applies_to == "tokenizer" and p.id not in _STREAM,
-        ("chainfuzz", "transformers.tokenization"),
-        "tokenizer.roundtrip, special_tokens_inert, impls_agree (every tokenizer property but "
-        "stream decoding)"),
+        ("chainfuzz", "transformers.tokenization")),
     "stream": Harness(
         "stream", "tokenizer", lambda p: p.id in _STREAM,
-        ("chainfuzz", "transformers.tokenization"),
-        "tokenizer.stream_decode"),
+        ("chainfuzz", "transformers.tokenization")),
 }
 
 
@@ -130,7 +130,8 @@ class Fuzzer:
                  emit: Callable[[dict], None] = lambda event: None) -> None:
         self.harness = HARNESSES[harness]
         props = harness_properties(harness)
-        self.pairs = [(ctx, p) for ctx in contexts if self.harness.kind in _kinds(ctx) for p in props]
+        self.pairs = [(ctx, p) for ctx in contexts if self.harness.kind in _kinds(ctx)
+                      for p in props]
         if not self.pairs:
             raise UsageError(_not_applicable(harness, contexts))
         self.crashes_dir = crashes_dir
@@ -172,20 +173,21 @@ class Fuzzer:
         try:
             prop.check(ctx, case)
         except Failure as f:
-            f.case = copy.deepcopy(case)
             if shrinking is not None:  # keep shrinking this defect only
                 if (index, f.key) != shrinking["defect"]:
                     reject()
+                f.case = copy.deepcopy(case)
                 shrinking["failure"] = f
                 raise
             sig = signature(prop.id, ctx.target.name, f.key)
-            if sig in self.seen:
+            if sig in self.seen:  # a defect met before is not a finding again
                 return
             self.seen.add(sig)
             if self._recorded(prop, ctx, sig):
                 self.emit({"event": "known", "property": prop.id, "signature": sig,
                            "severity": f.severity or prop.severity, "message": f.message})
                 return
+            f.case = copy.deepcopy(case)
             self._pending = (index, f)
             raise _new_defect(sig)() from None
         except UnsatisfiedAssumption:
@@ -230,7 +232,8 @@ class Fuzzer:
         if self.crashes_dir is not None:
             path, written = crashes.write(crashes.record(finding, ctx.target, self.crashes_dir),
                                           self.crashes_dir)
-        self.emit({"event": "finding", "property": prop.id, "target": ctx.target.name,
+        self.emit({"event": "finding", "time": time.time(), "property": prop.id,
+                   "target": ctx.target.name,
                    "severity": finding.severity, "signature": finding.signature,
                    "message": finding.message, "path": None if path is None else str(path),
                    "written": written, "shrink_seconds": round(time.monotonic() - start, 3)})

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ChainfuzzError, UsageError
+from .check import prepare
 from .targets import load_targets
 
 SEEDS = Path(__file__).resolve().parents[2] / "corpus"
@@ -39,6 +40,7 @@ class HarnessRun:
     executions: int = 0
     checked: int = 0  # inputs that decoded to a case and reached a property
     seconds: float = 0.0  # from the first input to the end
+    wall: float = 0.0  # the whole process: starting up (imports, loading, instrumenting) too
     findings: list[dict] = field(default_factory=list)  # new: shrunk and written
     known: list[dict] = field(default_factory=list)  # already in the crash folder
     internal_error: str | None = None
@@ -72,7 +74,8 @@ def plan(path: str | Path, harness: str, budget: float) -> list[tuple[str, int]]
     names = list(HARNESSES) if harness == "all" else [harness]
     if harness != "all" and harness not in HARNESSES:
         raise UsageError(f"unknown harness {harness!r} (known: {', '.join(HARNESSES)}, all)")
-    kinds = {k for t in load_targets(path) for k in t.kinds}
+    # An uncompilable template or an unreadable tokenizer is bad input, said before any run.
+    kinds = {k for t in load_targets(path) for k in prepare(t).kinds}
     names = [h for h in names if applicable(h, kinds)]
     if not names:
         what = " or ".join(sorted(kinds)) or "nothing"
@@ -88,6 +91,8 @@ def fuzz(path: str | Path, *, harness: str = "all", budget: float = 60, crashes_
          seed: int | None = None, corpus_dir: Path | None = None, instrument: bool = True,
          progress=None) -> FuzzReport:
     """Fuzz the targets at ``path`` with ``harness`` ("all": every one that applies)."""
+    if corpus_dir is not None and corpus_dir.exists() and not corpus_dir.is_dir():
+        raise UsageError(f"--corpus {corpus_dir}: not a folder")
     report = FuzzReport(str(path))
     for name, seconds in plan(path, harness, budget):
         if progress:
@@ -96,11 +101,15 @@ def fuzz(path: str | Path, *, harness: str = "all", budget: float = 60, crashes_
     return report
 
 
-def _run(harness: str, path, seconds: int, crashes_dir: Path, seed, corpus_dir, instrument) -> HarnessRun:
+def _run(harness: str, path, seconds: int, crashes_dir: Path, seed: int | None,
+         corpus_dir: Path | None, instrument: bool) -> HarnessRun:
     with tempfile.TemporaryDirectory(prefix="chainfuzz-fuzz-") as tmp:
         tmp = Path(tmp)
         work = (corpus_dir / harness) if corpus_dir else tmp / "corpus"
-        work.mkdir(parents=True, exist_ok=True)
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--corpus {corpus_dir}: cannot create {work}: {exc.strerror}") from None
         seeds = SEEDS / harness
         events, log = tmp / "events.jsonl", tmp / "fuzz.log"
         cmd = [sys.executable, "-m", "chainfuzz.fuzzing", harness, str(path),
@@ -109,6 +118,7 @@ def _run(harness: str, path, seconds: int, crashes_dir: Path, seed, corpus_dir, 
                f"-max_total_time={seconds}", f"-max_len={MAX_LEN}", "-print_final_stats=1",
                f"-artifact_prefix={tmp}/", *([f"-seed={seed}"] if seed is not None else []),
                str(work), *([str(seeds)] if seeds.is_dir() else [])]
+        started = time.time()
         with log.open("w", encoding="utf-8") as out:
             try:
                 proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
@@ -118,7 +128,9 @@ def _run(harness: str, path, seconds: int, crashes_dir: Path, seed, corpus_dir, 
                 rc = None
         ended = time.time()
         text = log.read_text(encoding="utf-8", errors="replace")
-        return _result(harness, seconds, rc, text, _read_events(events), ended)
+        run = _result(harness, seconds, rc, text, _read_events(events), ended)
+        run.wall = ended - started
+        return run
 
 
 def _read_events(path: Path) -> list[dict]:
