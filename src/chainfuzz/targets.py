@@ -10,6 +10,7 @@ folder of any of these. Anything unreadable raises `TargetError` with a one-line
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -282,6 +283,21 @@ _GGUF_CONTROL = 3
 
 
 def _load_gguf(p: Path) -> list[Target]:
+    """The targets of a GGUF file, read once per process while the file is unchanged:
+    ``GGUFReader`` takes seconds on a large vocabulary (8-20 s for 262k tokens)."""
+    try:
+        stat = p.stat()
+    except OSError as exc:
+        raise TargetError(f"{p}: cannot read: {exc.strerror}") from None
+    return list(_load_gguf_cached(p.resolve(), str(p), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=32)
+def _load_gguf_cached(resolved: Path, path: str, mtime_ns: int, size: int) -> tuple[Target, ...]:
+    return tuple(_read_gguf(Path(path)))
+
+
+def _read_gguf(p: Path) -> list[Target]:
     try:
         from gguf import GGUFReader
 
