@@ -106,6 +106,18 @@ def test_property_flag_selects_properties(cli, write_template, sources, tmp_path
     assert "template.roundtrip" not in r.out
 
 
+def test_properties_that_apply_to_nothing_at_the_path_are_exit_2(cli, write_template, sources,
+                                                                 tmp_path, one_error_line):
+    path = write_template("clean", sources.clean)
+    r = cli("check", path, "--property", "tokenizer.roundtrip", "--crashes", tmp_path / "c")
+    assert "apply to a tokenizer" in one_error_line(r) and "holds a template" in r.err
+    # Named alongside one that applies, it is simply not run on the template.
+    r = cli("check", path, "--property", "tokenizer.roundtrip", "template.renders",
+            "--max-examples", "5", "--crashes", tmp_path / "c")
+    assert r.rc == 0, r.err
+    assert "template.renders" in r.out and "tokenizer.roundtrip" not in r.out
+
+
 def test_budget_bounds_the_whole_run(cli, write_template, sources, tmp_path):
     tpl = write_template("chatml.jinja", sources.clean)
     report = tmp_path / "report.json"

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from . import crashes, registry
-from .errors import UsageError
 from .context import Context
+from .errors import UsageError
 from .render import check_compiles
 from .runner import Finding, PropertyResult, RunSettings, run_property
 from .targets import Target, load_targets
@@ -73,8 +73,7 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
     targets = load_targets(path)
     contexts = [prepare(t) for t in targets]
-    plan = [(ctx, [p for p in registry.select(property_ids, ctx.kinds) if p.applies_to in ctx.kinds])
-            for ctx in contexts]
+    plan = [(ctx, registry.select(property_ids, ctx.kinds)) for ctx in contexts]
     if strict and property_ids and not any(props for _, props in plan):
         kinds = " and a ".join(sorted({k for ctx in contexts for k in ctx.kinds})) or "nothing"
         wanted = " or ".join(sorted({registry.get(p).applies_to for p in property_ids}))

@@ -88,7 +88,8 @@ class Context:
     def kinds(self) -> set[str]:
         """The target's kinds, less "tokenizer" and "chain" where no implementation reads its
         tokenizer but it has a template (a GGUF with a template and an exotic vocabulary):
-        the template is still checked. A tokenizer-only target raises `TargetError`."""
+        the template is still checked. (A tokenizer-only target that nothing reads is bad
+        input: `check.prepare` loads it first.)"""
         if self.target.tokenizer is None or self.target.source is None:
             return self.target.kinds
         try:

@@ -84,10 +84,10 @@ def get(prop_id: str) -> Property:
 
 
 def select(ids: list[str] | None, applies_to: set[str]) -> list[Property]:
-    """The properties to run: the named ones, or every one that applies to the target."""
-    if ids:
-        return [get(i) for i in ids]
-    return [p for p in all_properties() if p.applies_to in applies_to]
+    """The properties to run on a target of kinds ``applies_to``: the named ones (all of
+    them, or every registered one) that apply to it. An unknown name is a `UsageError`."""
+    chosen = [get(i) for i in ids] if ids else all_properties()
+    return [p for p in chosen if p.applies_to in applies_to]
 
 
 _loaded_dirs: set[Path] = set()

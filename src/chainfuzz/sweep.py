@@ -21,7 +21,7 @@ from typing import Iterator
 
 from . import corpus, registry
 from .check import check
-from .errors import ChainfuzzError
+from .errors import ChainfuzzError, UsageError
 from .runner import RunSettings
 
 
@@ -98,6 +98,8 @@ def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None =
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
     kinds = {"tokenizer", "chain"} if tokenizers else {"template"}
     props = [p.id for p in registry.select(property_ids, kinds)]
+    if not props:
+        raise UsageError(f"none of the named properties applies to {' or '.join(sorted(kinds))}s")
     paths = (corpus.tokenizer_paths(corpus_name) if tokenizers
              else sorted(corpus.templates_dir(corpus_name).glob("*.jinja")))[:limit]
     jobs = jobs or os.cpu_count() or 1
