@@ -1,7 +1,8 @@
 """Tokenizer properties: what every implementation of a vocabulary must do with text and ids.
 
 Each property runs on every implementation the target has (llama.cpp, transformers,
-sentencepiece, mistral-common); a finding's key starts with the implementation's name.
+sentencepiece, mistral-common); a finding's key starts with the implementations it fails in
+("llama.cpp+hf:..."), so one implementation's defect never hides another's.
 """
 
 from __future__ import annotations
@@ -36,6 +37,26 @@ def _call(tok, what: str, fn, *args, **kw):
     except Exception as exc:  # noqa: BLE001 - the library refuses valid input
         raise Failure(f"{tok.impl} raised on {what}: {type(exc).__name__}: {exc}",
                       key=f"{tok.impl}:raises on {what}:{type(exc).__name__}") from None
+
+
+def _each(tokenizers, check_one) -> None:
+    """Run ``check_one(tok)`` on every implementation; raise the first failure, keyed and named
+    with every implementation that fails the same way (keys are ``"IMPL:KIND"``)."""
+    failures = []
+    for tok in tokenizers:
+        try:
+            check_one(tok)
+        except Failure as f:
+            failures.append(f)
+    if not failures:
+        return
+    first = failures[0]
+    impl, kind = first.key.split(":", 1)
+    names = [impl, *(f.key.split(":", 1)[0] for f in failures[1:] if f.key.split(":", 1)[1] == kind)]
+    if len(names) > 1:  # messages start with the implementation's name
+        first.key = "+".join(names) + ":" + kind
+        first.message = ", ".join(names) + first.message.removeprefix(impl)
+    raise first
 
 
 # --- tokenizer.roundtrip --------------------------------------------------------------------
@@ -75,23 +96,25 @@ def _normalised(text: str, normalizer: str) -> str:
 def roundtrip(ctx, case):
     """``decode(encode(text)) == text`` in every implementation; a tokenizer that normalises by
     design (lowercasing, NFKC) is a warning naming the normaliser."""
-    text = case["text"]
-    for tok in ctx.tokenizers:
-        back = _call(tok, "decode", tok.decode, _call(tok, "encode", tok.encode, text))
-        if back == text:
-            continue
-        kind = _difference(text, back, tok)
-        # BERT's (WPM) and SentencePiece's (Precompiled) normalisers also split and rejoin
-        # whitespace by design; lowercasing and the unicode forms keep it, so a space lost
-        # under them is the tokenizer's defect, not the normaliser's design.
-        expected = _normalised(text, tok.normalizer) if tok.normalizer else None
-        loose = bool(tok.normalizer) and any(n in tok.normalizer for n in ("Bert", "WPM", "Precompiled"))
-        if expected is not None and (back == expected or (loose and back.split() == expected.split())):
-            raise Failure(f"{tok.impl}: the {tok.normalizer} normaliser changes text by design ({kind})",
-                          key=f"{tok.impl}:normalised:{tok.normalizer}", observed=back, expected=text,
-                          severity="warning")
-        raise Failure(f"{tok.impl}: decode(encode(text)) != text: {kind}",
-                      key=f"{tok.impl}:{kind}", observed=back, expected=text)
+    _each(ctx.tokenizers, lambda tok: _roundtrip_one(tok, case["text"]))
+
+
+def _roundtrip_one(tok, text: str) -> None:
+    back = _call(tok, "decode", tok.decode, _call(tok, "encode", tok.encode, text))
+    if back == text:
+        return
+    kind = _difference(text, back, tok)
+    # BERT's (WPM) and SentencePiece's (Precompiled) normalisers also split and rejoin
+    # whitespace by design; lowercasing and the unicode forms keep it, so a space lost
+    # under them is the tokenizer's defect, not the normaliser's design.
+    expected = _normalised(text, tok.normalizer) if tok.normalizer else None
+    loose = bool(tok.normalizer) and any(n in tok.normalizer for n in ("Bert", "WPM", "Precompiled"))
+    if expected is not None and (back == expected or (loose and back.split() == expected.split())):
+        raise Failure(f"{tok.impl}: the {tok.normalizer} normaliser changes text by design ({kind})",
+                      key=f"{tok.impl}:normalised:{tok.normalizer}", observed=back, expected=text,
+                      severity="warning")
+    raise Failure(f"{tok.impl}: decode(encode(text)) != text: {kind}",
+                  key=f"{tok.impl}:{kind}", observed=back, expected=text)
 
 
 # --- tokenizer.stream_decode ----------------------------------------------------------------
@@ -110,18 +133,21 @@ def stream_decode(ctx, case):
     """Decoding ids incrementally, as servers stream them (DecodeStream, and the prefix/read-
     offset window of vLLM and TGI; one id or several per step), concatenates to the full decode,
     and no U+FFFD appears mid-stream that the full decode does not contain."""
-    for tok in ctx.tokenizers:
-        ids = case.get("ids")
-        if ids is None:
-            ids = _call(tok, "encode", tok.encode, case["text"])
-        assume(ids and all(0 <= i < tok.vocab_size for i in ids), "ids outside this vocabulary")
-        full = _call(tok, "decode", tok.decode, ids)
-        for mode, sizes in (("one id per step", []), ("chunked", case.get("chunks") or [])):
-            if mode == "chunked" and not sizes:
-                continue
-            for name, stream in algorithms(tok).items():
-                deltas = _call(tok, "decode", stream, split(ids, sizes))
-                _compare(tok.impl, name, mode, "".join(deltas), full)
+    _each(ctx.tokenizers, lambda tok: _stream_one(tok, case))
+
+
+def _stream_one(tok, case: dict) -> None:
+    ids = case.get("ids")
+    if ids is None:
+        ids = _call(tok, "encode", tok.encode, case["text"])
+    assume(ids and all(0 <= i < tok.vocab_size for i in ids), "ids outside this vocabulary")
+    full = _call(tok, "decode", tok.decode, ids)
+    for mode, sizes in (("one id per step", []), ("chunked", case.get("chunks") or [])):
+        if mode == "chunked" and not sizes:
+            continue
+        for name, stream in algorithms(tok).items():
+            deltas = _call(tok, "decode", stream, split(ids, sizes))
+            _compare(tok.impl, name, mode, "".join(deltas), full)
 
 
 def _compare(impl: str, algorithm: str, mode: str, streamed: str, full: str) -> None:
@@ -153,26 +179,29 @@ def special_tokens_inert(ctx, case):
     control id; and a special token's own string encodes to exactly its id when special-token
     parsing is on."""
     assume(case["token"] != "", "the vocabulary has no special tokens")
+    _each(ctx.tokenizers, lambda tok: _inert_one(tok, case))
+
+
+def _inert_one(tok, case: dict) -> None:
     text = case["before"] + case["token"] + case["after"]
-    for tok in ctx.tokenizers:
-        control = tok.control_ids
-        forged = [i for i in _call(tok, "encode", tok.encode, text, parse_special=False) if i in control]
-        if forged:
-            name = control[forged[0]]
-            marked = "marked special" if name in tok.special else "an added token not marked special"
-            raise Failure(f"{tok.impl}: untrusted text spelling {name!r} ({marked}) encodes to its id "
-                          f"{forged[0]} even with special-token parsing off",
-                          key=f"{tok.impl}:parsed with parsing off:{marked}",
-                          observed=forged, expected=[])
-        own = tok.special.get(case["token"])
-        if own is None or not tok.parses_special:
-            continue  # it never parses special-token text: nothing is intended to match
-        ids = _call(tok, "encode", tok.encode, case["token"], parse_special=True)
-        if ids != [own]:
-            raise Failure(f"{tok.impl}: the special token {case['token']!r} encodes to {ids}, not its "
-                          f"id {own}, with special-token parsing on",
-                          key=f"{tok.impl}:special token text does not encode to its id",
-                          observed=ids, expected=[own])
+    control = tok.control_ids
+    forged = [i for i in _call(tok, "encode", tok.encode, text, parse_special=False) if i in control]
+    if forged:
+        name = control[forged[0]]
+        marked = "marked special" if name in tok.special else "an added token not marked special"
+        raise Failure(f"{tok.impl}: untrusted text spelling {name!r} ({marked}) encodes to its id "
+                      f"{forged[0]} even with special-token parsing off",
+                      key=f"{tok.impl}:parsed with parsing off:{marked}",
+                      observed=forged, expected=[])
+    own = tok.special.get(case["token"])
+    if own is None or not tok.parses_special:
+        return  # it never parses special-token text: nothing is intended to match
+    ids = _call(tok, "encode", tok.encode, case["token"], parse_special=True)
+    if ids != [own]:
+        raise Failure(f"{tok.impl}: the special token {case['token']!r} encodes to {ids}, not its "
+                      f"id {own}, with special-token parsing on",
+                      key=f"{tok.impl}:special token text does not encode to its id",
+                      observed=ids, expected=[own])
 
 
 # --- tokenizer.single_bos -------------------------------------------------------------------
