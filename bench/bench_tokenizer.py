@@ -20,8 +20,8 @@ tokenizer or chain property that applies, it prints:
   rendering) costs on top of visiting each implementation once. Checks that fail or skip
   stop early, so skip- or fail-heavy rows can come out below 1x.
 
-Loading time per target is printed too: the first load of a GGUF through transformers converts
-the vocabulary and caches the result under ``$CHAINFUZZ_CACHE/converted``.
+Loading time per target is printed too: a GGUF's tokenizers include transformers' conversion of
+the vocabulary, done on every load.
 
 Usage: python bench/bench_tokenizer.py [--cases N] [--targets NAME_OR_PATH ...]
 """
@@ -41,7 +41,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from chainfuzz import registry
 from chainfuzz.context import Context
-from chainfuzz.corpus import cache_dir, corpus_root
+from chainfuzz.corpus import corpus_root
 from chainfuzz.errors import Failure, Skip
 from chainfuzz.messages import all_strings
 from chainfuzz.render import RenderError
@@ -200,10 +200,6 @@ def bench_target(name: str, n: int) -> None:
         print(f"\n{path.name}: no tokenizer, nothing to time")
         return
     ctx = Context(target)
-    converted = None
-    if target.tokenizer.format == "gguf":
-        converted = (cache_dir() / "converted" / f"gguf-{target.tokenizer.sha256[:16]}"
-                     / "tokenizer.json").exists()
     target_s = time.perf_counter() - start  # reading the file: GGUF metadata, hashing
     start = time.perf_counter()
     ctx.loaded  # noqa: B018 - every implementation, loaded now
@@ -214,9 +210,7 @@ def bench_target(name: str, n: int) -> None:
     raw_load_s = time.perf_counter() - start
 
     impls = [t.impl for t in ctx.tokenizers]
-    note = "" if converted is None else (" (hf from cached conversion)" if converted
-                                         else " (hf converted the GGUF now; cached for next time)")
-    print(f"\n{path.name}: {', '.join(impls)}; target {target_s:.1f}s, tokenizers {load_s:.1f}s{note}, "
+    print(f"\n{path.name}: {', '.join(impls)}; target {target_s:.1f}s, tokenizers {load_s:.1f}s, "
           f"raw setup {raw_load_s:.1f}s")
     for impl, why in ctx.unavailable.items():
         print(f"  not run: {impl}: {why}")

@@ -56,7 +56,7 @@ def build(spec: TinySpec, out: Path) -> Path:
 
     gguf = vocab_path(spec.vocab)
     target = load_targets(gguf)[0]
-    tok = hf.from_gguf(gguf, target.tokenizer.sha256).tok
+    tok = hf.from_gguf(gguf).tok
     template = _template(spec, target.source)
     config = Qwen2Config(
         vocab_size=len(tok), hidden_size=HIDDEN, intermediate_size=INTERMEDIATE,

@@ -35,7 +35,7 @@ def _hf(source: TokenizerSource) -> Tokenizer:
     loaders: dict[str, Callable[[], Tokenizer]] = {
         "hf": lambda: hf.from_pretrained(path),
         "hf-json": lambda: hf.from_tokenizer_json(path),
-        "gguf": lambda: hf.from_gguf(path, source.sha256),
+        "gguf": lambda: hf.from_gguf(path),
         "sentencepiece": lambda: hf.from_sentencepiece(path),
         "mistral-sentencepiece": lambda: hf.from_sentencepiece(path),
         "tekken": lambda: hf.from_tekken(path),

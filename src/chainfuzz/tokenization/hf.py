@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -89,30 +88,22 @@ def from_tokenizer_json(path: Path) -> HFTokenizer:
     return HFTokenizer(PreTrainedTokenizerFast(tokenizer_file=str(path)))
 
 
-def from_gguf(path: Path, sha256: str) -> HFTokenizer:
-    """transformers' conversion of a GGUF vocabulary, cached as a tokenizer folder.
+def from_gguf(path: Path) -> HFTokenizer:
+    """transformers' conversion of a GGUF vocabulary, as ``from_pretrained(gguf_file=...)``
+    gives it.
 
-    The conversion reads the whole GGUF (8-20 s on large vocabularies), so its result is saved
-    under the cache keyed by the file's hash and loaded from there afterwards.
+    Not cached on disk: saving the converted tokenizer and loading it back gives a different
+    tokenizer (Qwen2's gains an NFC normaliser, Phi-3's ``</s>`` changes), and the reference is
+    what users get from the GGUF. `chainfuzz.tokenization.load` keeps it for the process.
     """
     import torch  # noqa: F401 - transformers' GGUF loader needs it; fail here with ImportError
 
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from ..corpus import cache_dir
-
-    saved = cache_dir() / "converted" / f"gguf-{sha256[:16]}"
-    if (saved / "tokenizer.json").exists():
-        return HFTokenizer(AutoTokenizer.from_pretrained(str(saved), local_files_only=True),
-                           origin="hf-from-gguf")
     try:
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception:  # noqa: BLE001 - AutoTokenizer knows fewer architectures than the converter
         tok = PreTrainedTokenizerFast.from_pretrained(str(path.parent), gguf_file=path.name)
-    tmp = Path(tempfile.mkdtemp(dir=_ensure(saved.parent)))
-    tok.save_pretrained(str(tmp))
-    shutil.rmtree(saved, ignore_errors=True)
-    os.replace(tmp, saved)
     return HFTokenizer(tok, origin="hf-from-gguf")
 
 
@@ -130,8 +121,3 @@ def from_tekken(path: Path) -> HFTokenizer:
     from transformers.integrations.mistral import convert_tekken_tokenizer
 
     return HFTokenizer(convert_tekken_tokenizer(str(path)), origin="hf-from-tekken")
-
-
-def _ensure(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
