@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ChainfuzzError, UsageError
 from .check import prepare
+from .errors import ChainfuzzError, UsageError
 from .targets import load_targets
 
 SEEDS = Path(__file__).resolve().parents[2] / "corpus"

@@ -24,7 +24,6 @@ from .check import check
 from .errors import ChainfuzzError, UsageError
 from .runner import RunSettings
 
-
 # A sweep surveys many templates: fewer examples, fewer findings per property and shorter
 # shrinking than `check`, which digs into one target.
 SWEEP_SETTINGS = RunSettings(max_examples=25, max_findings=3, shrink_seconds=1.0)

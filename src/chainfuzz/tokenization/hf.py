@@ -97,7 +97,6 @@ def from_gguf(path: Path) -> HFTokenizer:
     what users get from the GGUF. `chainfuzz.tokenization.load` keeps it for the process.
     """
     import torch  # noqa: F401 - transformers' GGUF loader needs it; fail here with ImportError
-
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
     try:
