@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from functools import cached_property
+from pathlib import Path
 
 from . import markers as _markers
 from .errors import Skip, TargetError
@@ -134,3 +135,17 @@ class Context:
         if self.target.source is not None:
             return [template_chain(self, tok) for tok in self.tokenizers if tok.parses_special]
         return [mistral_chain(tok) for tok in self.tokenizers if tok.impl == "mistral-common"]
+
+    @cached_property
+    def engines(self) -> list:
+        """The inference engines that run the target's model (transformers on the CPU)."""
+        from .engines.hf import TransformersEngine
+
+        if self.target.model is None:
+            raise Skip("the target has no model")
+        return [TransformersEngine(Path(self.target.model))]
+
+    @cached_property
+    def prompt_chain(self):
+        """The chain whose ids engines are given: the template with transformers' tokenizer."""
+        return next(c for c in self.chains if c.tokenizer.impl == "hf")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from .errors import UsageError
 
 SEVERITIES = ("error", "warning")
-APPLIES_TO = ("template", "tokenizer", "chain")
+APPLIES_TO = ("template", "tokenizer", "chain", "engine")
 
 
 @dataclass(frozen=True)
@@ -46,8 +46,8 @@ def property(  # noqa: A001 - the public name mirrors the concept
     """Register ``fn(ctx, case)`` as the invariant ``id``.
 
     ``inputs(ctx)`` returns the Hypothesis strategy of cases for a target; ``applies_to`` names
-    the target capability it needs: "template", "tokenizer" or "chain" (a template with a
-    tokenizer, or mistral-common's request encoder). The docstring of ``fn`` is the property's
+    the target capability it needs: "template", "tokenizer", "chain" (a template with a
+    tokenizer, or mistral-common's request encoder) or "engine" (a model folder with weights). The docstring of ``fn`` is the property's
     definition shown by ``chainfuzz properties``.
     """
     if applies_to not in APPLIES_TO:

@@ -59,12 +59,13 @@ class Target:
     control_tokens: tuple[str, ...] = ()
     template_name: str | None = None
     tokenizer: TokenizerSource | None = None
+    model: str | None = None  # a model folder with weights an engine can run
 
     @property
     def kinds(self) -> set[str]:
         """Which properties apply: "template", "tokenizer" (once per file, on the default
         template's target) and "chain" (a template with a tokenizer, or mistral-common's own
-        request encoder)."""
+        request encoder), and "engine" (a model folder with weights, its template and tokenizer)."""
         kinds = set()
         if self.source is not None:
             kinds.add("template")
@@ -73,6 +74,8 @@ class Target:
                 kinds.add("tokenizer")
             if self.source is not None or self.tokenizer.format in MISTRAL_FORMATS:
                 kinds.add("chain")
+        if self.model is not None and "chain" in kinds and self.template_name is None:
+            kinds.add("engine")  # prompts come from the chain, so an engine needs one
         return kinds
 
     @property
@@ -237,16 +240,18 @@ def _load_hf_folder(folder: Path) -> list[Target]:
         tokenizer = _source("hf", folder, files)
     if not named and tokenizer is None:
         raise TargetError(f"{folder}: model folder has no chat template and no tokenizer")
-    return _targets(named, folder, special, control, tokenizer)
+    has_weights = (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
+    return _targets(named, folder, special, control, tokenizer, str(folder) if has_weights else None)
 
 
 def _targets(named: dict[str | None, str], path: Path, special: dict[str, str],
-             control: set[str], tokenizer: TokenizerSource | None = None) -> list[Target]:
+             control: set[str], tokenizer: TokenizerSource | None = None,
+             model: str | None = None) -> list[Target]:
     """One target per named template of a model folder or GGUF file (``name#tool_use``);
     just the tokenizer's where there is no template."""
     if not named:
         return [Target(source=None, path=str(path), name=path.name, special_tokens=special,
-                       control_tokens=tuple(sorted(control)), tokenizer=tokenizer)]
+                       control_tokens=tuple(sorted(control)), tokenizer=tokenizer, model=model)]
     return [
         Target(
             source=src,
@@ -256,6 +261,7 @@ def _targets(named: dict[str | None, str], path: Path, special: dict[str, str],
             control_tokens=tuple(sorted(control)),
             template_name=tname,
             tokenizer=tokenizer,
+            model=model,
         )
         for tname, src in named.items()
     ]
