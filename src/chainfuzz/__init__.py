@@ -1,7 +1,8 @@
 """chainfuzz: fuzzing and property-based robustness testing for the local-LLM prompt pipeline.
 
 Public surface: the ``property`` decorator and ``Failure`` for writing invariants, the
-``strategies`` module for generating conversations, ``load_target`` and ``check`` for running.
+``strategies`` module for generating conversations, tokenizer text and token ids, and
+``load_target`` and ``Context`` for running a property on a target.
 """
 
 from . import strategies
