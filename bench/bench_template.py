@@ -18,7 +18,7 @@ import time
 
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # before transformers is imported
 
-from hypothesis import HealthCheck, Phase, given, settings
+from measure import draw_cases, rate
 from transformers.utils.chat_template_utils import render_jinja_template
 
 from chainfuzz import corpus, registry
@@ -29,30 +29,6 @@ from chainfuzz.targets import load_target
 
 TEMPLATES = ("Qwen-Qwen2.5-7B-Instruct", "meta-llama-Llama-3.1-8B-Instruct",
              "mistralai-Mistral-Nemo-Instruct-2407")
-
-
-def draw_cases(strategy, n: int, seed: int = 0) -> list[dict]:
-    cases: list[dict] = []
-
-    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(strategy)
-    def collect(case):
-        cases.append(case)
-
-    collect()
-    return cases[:n]
-
-
-def rate(fn, items, repeat: int = 3) -> float:
-    """Calls per second over ``items``: the best of ``repeat`` passes, to shed noise."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for item in items:
-            fn(item)
-        best = min(best, time.perf_counter() - start)
-    return len(items) / best
 
 
 def bench_template(name: str, n: int) -> None:

@@ -37,7 +37,8 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")  # before transformers is imported
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from hypothesis import HealthCheck, Phase, given, settings
+
+from measure import draw_cases, rate
 
 from chainfuzz import registry
 from chainfuzz.context import Context
@@ -63,32 +64,6 @@ def resolve(name: str) -> Path:
             return q
     raise SystemExit(f"{name}: not a file, nor in the cached corpora "
                      f"(chainfuzz fetch llama.cpp / chainfuzz fetch mistral)")
-
-
-def draw_cases(strategy, n: int, seed: int = 0) -> list[dict]:
-    cases: list[dict] = []
-
-    @settings(max_examples=n, database=None, deadline=None, phases=[Phase.generate],
-              suppress_health_check=list(HealthCheck), derandomize=True)
-    @given(strategy)
-    def collect(case):
-        cases.append(case)
-
-    collect()
-    return cases[:n]
-
-
-def rate(fn, items, repeat: int = 5) -> float:
-    """Calls per second over ``items``: the best of ``repeat`` passes, to shed noise."""
-    if not items:
-        return math.nan
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for item in items:
-            fn(item)
-        best = min(best, time.perf_counter() - start)
-    return len(items) / best
 
 
 # --- the raw library calls --------------------------------------------------------------------
@@ -240,14 +215,14 @@ def bench_target(name: str, n: int) -> None:
 
         for case in cases:  # warm caches (worker, renderer, stream decoders) and count outcomes
             check(case, outcome)
-        checks = rate(check, cases)
+        checks = rate(check, cases, repeat=5)
 
         texts = [t for c in cases if (t := case_text(ctx, c)) is not None]
         rates = {}
         for col, fn in raws.items():
             for t in texts[:3]:
                 fn(t)
-            rates[col] = rate(fn, texts)
+            rates[col] = rate(fn, texts, repeat=5)
 
         # One round trip in every implementation the check drives.
         driven = driven_columns(ctx, prop, cols)
