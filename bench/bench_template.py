@@ -35,7 +35,7 @@ def bench_template(name: str, n: int) -> None:
     target = load_target(corpus.templates_dir() / f"{name}.jinja")
     print(f"\n{name}")
     print(f"  {'property':<28} {'check/s':>9} {'e2e/s':>9} {'raw/s':>9} {'overhead':>9}")
-    for prop in registry.all_properties():
+    for prop in registry.select(None, {"template"}):
         ctx = Context(target)
         cases = draw_cases(prop.inputs(ctx), n)
 
