@@ -7,16 +7,9 @@ target is ``$CHAINFUZZ_TARGET`` or the first argument; chainfuzz's options (--cr
     python fuzz/fuzz_tokenizer.py TARGET -max_total_time=60 work-corpus/ corpus/tokenizer/
 """
 
-import os
 import sys
 
-from chainfuzz.fuzzing import main
+from chainfuzz.fuzzing import script_main
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    target = os.environ.get("CHAINFUZZ_TARGET")
-    if target is None and args and not args[0].startswith("-"):
-        target = args.pop(0)
-    if target is None:
-        sys.exit(f"usage: {sys.argv[0]} TARGET [--crashes DIR] [libFuzzer flags] [corpus folders]")
-    sys.exit(main(["tokenizer", target, *args]))
+    sys.exit(script_main("tokenizer"))

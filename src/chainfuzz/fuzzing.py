@@ -25,6 +25,7 @@ import argparse
 import copy
 import gc
 import json
+import os
 import sys
 import time
 import traceback
@@ -326,6 +327,18 @@ def _events(path: str | None) -> Callable[[dict], None]:
         out.flush()
 
     return emit
+
+
+def script_main(harness: str) -> int:
+    """The entry of ``fuzz/fuzz_<harness>.py``: the target is ``$CHAINFUZZ_TARGET`` or the
+    first argument; chainfuzz's options, libFuzzer's flags and corpus folders follow."""
+    args = sys.argv[1:]
+    target = os.environ.get("CHAINFUZZ_TARGET")
+    if target is None and args and not args[0].startswith("-"):
+        target = args.pop(0)
+    if target is None:
+        sys.exit(f"usage: {sys.argv[0]} TARGET [--crashes DIR] [libFuzzer flags] [corpus folders]")
+    return main([harness, target, *args])
 
 
 def main(argv: list[str] | None = None) -> int:
