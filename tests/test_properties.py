@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hypothesis.errors import UnsatisfiedAssumption
 
-import chainfuzz
 from chainfuzz.context import Context
 from chainfuzz.registry import get
 from chainfuzz.runner import PropertyResult, RunSettings, run_property
 from chainfuzz.targets import Target
+from verdicts import check_once, severity
 
 TEMPLATES = Path(__file__).parent / "templates"
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
@@ -54,21 +53,6 @@ def search(name: str, prop: str) -> PropertyResult:
                           RunSettings(max_examples=MAX_EXAMPLES, seed=SEED))
     assert result.internal_error is None, result.internal_error
     return result
-
-
-def check_once(ctx: Context, prop: str, case: dict) -> chainfuzz.Failure | None:
-    """The property's verdict on one case: the Failure, or None when it holds."""
-    try:
-        get(f"template.{prop}").check(ctx, case)
-    except chainfuzz.Failure as failure:
-        return failure
-    except UnsatisfiedAssumption as skip:  # the case must apply, or the test proves nothing
-        pytest.fail(f"template.{prop} skipped the hand-written case: {skip}")
-    return None
-
-
-def severity(prop: str, failure: chainfuzz.Failure) -> str:
-    return failure.severity or get(f"template.{prop}").severity
 
 
 # --- hand-written conversations ----------------------------------------------------------
@@ -195,17 +179,17 @@ def test_search_finds_planted_defect(planted):
     if planted.max_messages is not None:
         assert len(finding.case["messages"]) <= planted.max_messages, finding.case
     # The reproducer still fails the property when replayed on its own.
-    failure = check_once(context(planted.template), planted.prop, finding.case)
+    failure = check_once(context(planted.template), f"template.{planted.prop}", finding.case)
     assert failure is not None and failure.key == finding.key
 
 
 @pytest.mark.parametrize("planted", PLANTED, ids=lambda p: p.id)
 def test_single_case_fails_defect_and_passes_twin(planted):
-    failure = check_once(context(planted.template), planted.prop, planted.case)
+    failure = check_once(context(planted.template), f"template.{planted.prop}", planted.case)
     assert failure is not None, f"{planted.template} passes template.{planted.prop} on {planted.case}"
     assert failure.key.startswith(planted.key) and planted.key_contains in failure.key, failure.key
-    assert severity(planted.prop, failure) == planted.severity, failure.message
-    assert check_once(context(planted.clean), planted.prop, planted.case) is None
+    assert severity(f"template.{planted.prop}", failure) == planted.severity, failure.message
+    assert check_once(context(planted.clean), f"template.{planted.prop}", planted.case) is None
 
 
 # --- warning-only defects: findings, but never an error ----------------------------------
@@ -229,14 +213,14 @@ def test_trimming_is_a_warning_and_blank_texts_are_not_charged():
     """Trimming the whitespace around a text is a warning; a blank text trimmed away is not
     charged at all, since nothing tells it from a dropped one."""
     ctx = context("content_preserved_trim_defect")
-    failure = check_once(ctx, "content_preserved",
+    failure = check_once(ctx, "template.content_preserved",
                          case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " x "}))
     assert failure is not None
-    assert (severity("content_preserved", failure), failure.key) == \
+    assert (severity("template.content_preserved", failure), failure.key) == \
         ("warning", "trimmed:assistant:content"), failure.message
-    assert check_once(ctx, "content_preserved",
+    assert check_once(ctx, "template.content_preserved",
                       case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " "})) is None
-    assert check_once(context("base_clean"), "content_preserved",
+    assert check_once(context("base_clean"), "template.content_preserved",
                       case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " x "})) is None
 
 
@@ -249,15 +233,15 @@ def test_random_filter_fails_run_to_run_every_time():
     random.seed(123)
     expected_next = random.Random(123).random()
     for _ in range(5):
-        failure = check_once(ctx, "deterministic", case(USER, add_generation_prompt=False))
-        assert (severity("deterministic", failure), failure.key) == ("error", "run_to_run")
+        failure = check_once(ctx, "template.deterministic", case(USER, add_generation_prompt=False))
+        assert (severity("template.deterministic", failure), failure.key) == ("error", "run_to_run")
     assert random.random() == expected_next
 
 
 def test_indent_difference_is_named_indent_whatever_the_text():
     """U+0085 is a line break to Python's splitlines (jinja2's |indent), not to minijinja; the
     difference is indent's, even though the message text happens to read 'None'."""
-    failure = check_once(context("engines_agree_indent_defect"), "engines_agree",
+    failure = check_once(context("engines_agree_indent_defect"), "template.engines_agree",
                          case(USER, {"role": "assistant", "content": "\x85None"},
                               add_generation_prompt=False))
     assert failure is not None
@@ -276,4 +260,4 @@ def test_hang_is_a_timeout_failure():
     assert result.internal_error is None, result.internal_error
     assert [(f.severity, f.key[:8]) for f in result.findings] == [("error", "Timeout:")]
     assert time.monotonic() - start < 15
-    assert check_once(context("base_clean", time_limit=0.5), "renders", result.findings[0].case) is None
+    assert check_once(context("base_clean", time_limit=0.5), "template.renders", result.findings[0].case) is None

@@ -20,9 +20,8 @@ from pathlib import Path
 
 import planted_tokenizers as pt
 import pytest
-from hypothesis.errors import UnsatisfiedAssumption
+from verdicts import check_once, severity
 
-import chainfuzz
 from chainfuzz.context import Context
 from chainfuzz.registry import all_properties, get
 from chainfuzz.runner import PropertyResult, RunSettings, run_property
@@ -136,21 +135,6 @@ def search(context):
         return result
 
     return run
-
-
-def check_once(ctx: Context, prop: str, case: dict) -> chainfuzz.Failure | None:
-    """The property's verdict on one case: the Failure, or None when it holds."""
-    try:
-        get(prop).check(ctx, case)
-    except chainfuzz.Failure as failure:
-        return failure
-    except UnsatisfiedAssumption as skip:  # the case must apply, or the test proves nothing
-        pytest.fail(f"{prop} skipped the hand-written case: {skip}")
-    return None
-
-
-def severity(prop: str, failure: chainfuzz.Failure) -> str:
-    return failure.severity or get(prop).severity
 
 
 # --- tests ---------------------------------------------------------------------------------------
