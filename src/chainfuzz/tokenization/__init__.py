@@ -73,7 +73,8 @@ _IMPLS: dict[str, list[tuple[str, Callable[[TokenizerSource], Tokenizer], str]]]
     "tekken": [("mistral-common", _mistral, "mistral"), ("hf", _hf, "mistral")],
 }
 
-_CACHE: dict[tuple[str, str, str], Loaded] = {}
+# Per source: what loaded, or why nothing did (a failed load is as slow as a good one).
+_CACHE: dict[tuple[str, str, str], Loaded | TargetError] = {}
 
 
 def load(source: TokenizerSource) -> Loaded:
@@ -82,8 +83,15 @@ def load(source: TokenizerSource) -> Loaded:
     `TargetError` when none does, naming each reason.
     """
     key = (source.format, source.path, source.sha256)
-    if key in _CACHE:
-        return _CACHE[key]
+    if key not in _CACHE:
+        _CACHE[key] = _load(source)
+    loaded = _CACHE[key]
+    if isinstance(loaded, TargetError):
+        raise TargetError(str(loaded)) from None
+    return loaded
+
+
+def _load(source: TokenizerSource) -> Loaded | TargetError:
     loaded = Loaded()
     for name, loader, extra in _IMPLS[source.format]:
         if source.format == "hf" and name == "sentencepiece" \
@@ -100,8 +108,7 @@ def load(source: TokenizerSource) -> Loaded:
             loaded.unavailable[name] = f"cannot read it: {type(exc).__name__}: {_first_line(exc)}"
     if not loaded.impls:
         reasons = "; ".join(f"{k}: {v}" for k, v in loaded.unavailable.items())
-        raise TargetError(f"{source.path}: no tokenizer implementation can load it ({reasons})")
-    _CACHE[key] = loaded
+        return TargetError(f"{source.path}: no tokenizer implementation can load it ({reasons})")
     return loaded
 
 
