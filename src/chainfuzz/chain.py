@@ -27,9 +27,10 @@ class Chain:
     render: Callable[[list, list | None], str] | None = None
 
     @property
-    def control_ids(self) -> set[int]:
-        """Ids that delimit turns or otherwise steer the model (`Tokenizer.control_ids`)."""
-        return set(self.tokenizer.control_ids)
+    def control_ids(self):
+        """Ids that delimit turns or otherwise steer the model (`Tokenizer.control_ids`, whose
+        keys are computed once per tokenizer)."""
+        return self.tokenizer.control_ids.keys()
 
 
 def template_chain(ctx, tok: Tokenizer) -> Chain:
