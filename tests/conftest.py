@@ -123,3 +123,12 @@ def assert_one_error_line(result: CliResult) -> str:
 @pytest.fixture
 def one_error_line():
     return assert_one_error_line
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """The tiny Qwen2 model over the real qwen2 vocabulary (built once per test session)."""
+    pytest.importorskip("torch")
+    from chainfuzz.engines.tiny import TinySpec, build
+
+    return build(TinySpec("qwen2"), tmp_path_factory.mktemp("engine") / "tiny")

@@ -25,13 +25,6 @@ BATCH = {"prompt": CASE, "position": 1,
                      "tools": None}]}
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from chainfuzz.engines.tiny import TinySpec, build
-
-    return build(TinySpec("qwen2"), tmp_path_factory.mktemp("engine") / "tiny")
-
-
 def _ctx(tiny, **engine):
     from chainfuzz.engines.hf import TransformersEngine
 
