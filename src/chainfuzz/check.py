@@ -28,6 +28,7 @@ class TargetReport:
     cases: dict[str, str] = field(default_factory=dict)  # signature -> case file
     impls: list[str] = field(default_factory=list)  # tokenizer implementations that ran
     unavailable: dict[str, str] = field(default_factory=dict)  # tokenizer impl -> why not run
+    engines: list[str] = field(default_factory=list)  # engines that ran the engine properties
 
     @property
     def findings(self) -> list[Finding]:
@@ -63,16 +64,18 @@ Progress = Callable[[str], None]
 
 def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSettings | None = None,
           total_budget: float | None = None, crashes_dir: Path | None = Path("crashes"),
-          progress: Progress | None = None, strict: bool = True) -> CheckReport:
+          progress: Progress | None = None, strict: bool = True,
+          engines: tuple[str, ...] = ("transformers",)) -> CheckReport:
     """Check every target at ``path``; ``total_budget`` seconds are shared across all searches.
 
     A named property runs on the targets it applies to; with ``strict``, naming only properties
-    that apply to none of them is a `UsageError`.
+    that apply to none of them is a `UsageError`. ``engines`` are the ``--engine`` specs that
+    run a model folder's engine properties.
     """
     run = run or RunSettings()
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
     targets = load_targets(path)
-    contexts = [prepare(t) for t in targets]
+    contexts = [prepare(t, engines) for t in targets]
     plan = [(ctx, registry.select(property_ids, ctx.kinds)) for ctx in contexts]
     if strict and property_ids and not any(props for _, props in plan):
         kinds = " and a ".join(sorted({k for ctx in contexts for k in ctx.kinds})) or "nothing"
@@ -86,7 +89,8 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
         for ctx, props in plan:
             target = ctx.target
             impls = [t.impl for t in ctx.tokenizers] if {"tokenizer", "chain"} & ctx.kinds else []
-            treport = TargetReport(target, impls=impls, unavailable=ctx.unavailable)
+            treport = TargetReport(target, impls=impls, unavailable=ctx.unavailable,
+                                   engines=[e.name for e in ctx.engines] if "engine" in ctx.kinds else [])
             report.targets.append(treport)
             for prop in props:
                 budget = run.budget
@@ -96,33 +100,38 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
                 settings = dataclasses.replace(run, budget=budget, seed=seed)
                 if progress:
                     progress(f"[{done + 1}/{searches}] {target.name}: {prop.id}")
-                result = run_property(prop, ctx, settings, _recorder(treport, target, crashes_dir))
+                result = run_property(prop, ctx, settings, _recorder(treport, ctx, crashes_dir))
                 treport.results.append(result)
                 done += 1
     except KeyboardInterrupt:
         report.interrupted = True
+    finally:
+        for ctx in contexts:
+            ctx.close()
     report.seconds = time.monotonic() - start
     return report
 
 
-def prepare(target: Target) -> Context:
-    """A context whose template compiles and whose tokenizer loads; `TargetError` otherwise."""
+def prepare(target: Target, engines: tuple[str, ...] = ("transformers",)) -> Context:
+    """A context whose template compiles, whose tokenizer loads and whose engines start;
+    `TargetError` or `UsageError` otherwise."""
     if target.source is not None:
         check_compiles(target)
-    ctx = Context(target)
+    ctx = Context(target, engines=engines)
     # Load the tokenizer now: an unreadable one is bad input, not a finding. Beside a template
     # it only drops the tokenizer and chain properties (see Context.kinds).
     if target.tokenizer is not None and target.source is None:
         ctx.loaded  # noqa: B018
-    ctx.kinds  # noqa: B018
+    if "engine" in ctx.kinds:
+        ctx.engines  # noqa: B018
     return ctx
 
 
-def _recorder(treport: TargetReport, target: Target, crashes_dir: Path | None):
+def _recorder(treport: TargetReport, ctx: Context, crashes_dir: Path | None):
     def on_finding(finding: Finding) -> None:
         if crashes_dir is None:
             return
-        rec = crashes.record(finding, target, crashes_dir)
+        rec = crashes.record(finding, ctx.target, crashes_dir, engines=ctx.engine_specs)
         path, _ = crashes.write(rec, crashes_dir)
         treport.cases[finding.signature] = str(path)
 

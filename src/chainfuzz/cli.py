@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="fuzz a template, model folder or GGUF file")
     p.add_argument("path", metavar="PATH",
                    help="a .jinja file, a Hugging Face model folder, a .gguf file, or a folder of them")
+    p.add_argument("--engine", metavar="ENGINE", action="append", dest="engines",
+                   help="an engine that runs a model folder's engine properties: transformers (default), "
+                        "llama.cpp, vllm, or an OpenAI-compatible server's URL (http://HOST:PORT/v1); "
+                        "repeat it to check several")
     _search_flags(p, crashes_default="crashes")
 
     p = sub.add_parser("sweep", help="check every template (or tokenizer) of a real corpus")
@@ -134,7 +138,8 @@ def _cmd_check(args) -> int:
     from .check import check
 
     result = check(args.path, property_ids=args.properties, run=_run_settings(args),
-                   total_budget=args.budget, crashes_dir=Path(args.crashes), progress=_progress)
+                   total_budget=args.budget, crashes_dir=Path(args.crashes), progress=_progress,
+                   engines=tuple(args.engines or ("transformers",)))
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from . import markers as _markers
-from .errors import Skip, TargetError
+from .errors import Skip, TargetError, UsageError
 from .render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
 from .structure import Structure, learn_structure
 from .targets import Target
@@ -19,8 +19,9 @@ class Context:
     its tokenizer implementations, loaded on first use."""
 
     def __init__(self, target: Target, *, time_limit: float = DEFAULT_TIME_LIMIT,
-                 max_output: int = DEFAULT_MAX_OUTPUT) -> None:
+                 max_output: int = DEFAULT_MAX_OUTPUT, engines: tuple[str, ...] = ("transformers",)) -> None:
         self.target = target
+        self.engine_specs = tuple(engines)
         self.renderer = Renderer(target, time_limit=time_limit, max_output=max_output)
 
     def render(self, messages: list, *, tools: list | None = None,
@@ -138,12 +139,26 @@ class Context:
 
     @cached_property
     def engines(self) -> list:
-        """The inference engines that run the target's model (transformers on the CPU)."""
-        from .engines.hf import TransformersEngine
+        """The inference engines of the run (``engine_specs``) on the target's model; one that
+        cannot start here (not installed, no server at the URL) is a `UsageError`."""
+        from .engines import open_engine
 
         if self.target.model is None:
             raise Skip("the target has no model")
-        return [TransformersEngine(Path(self.target.model))]
+        engines = []
+        try:
+            for spec in self.engine_specs:
+                engines.append(open_engine(spec, Path(self.target.model)))
+        except ImportError as exc:
+            for engine in engines:
+                engine.close()
+            raise UsageError(f"engine {spec!r} cannot run here: {exc}") from None
+        return engines
+
+    def close(self) -> None:
+        """Stop the engines' worker processes, if any were started."""
+        for engine in self.__dict__.pop("engines", []):
+            engine.close()
 
     @cached_property
     def prompt_chain(self):

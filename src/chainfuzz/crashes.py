@@ -38,13 +38,16 @@ def versions() -> dict[str, str]:
     return out
 
 
-def record(finding: Finding, target: Target, crashes_dir: Path) -> dict:
-    """The JSON record of ``finding``; the target path is stored relative to ``crashes_dir``."""
+def record(finding: Finding, target: Target, crashes_dir: Path, *, engines: tuple[str, ...] = ()) -> dict:
+    """The JSON record of ``finding``; the target path is stored relative to ``crashes_dir``.
+    An engine finding also stores the ``--engine`` specs it was found with, for replay."""
     fingerprint = dict(target.fingerprint)
     fingerprint["path"] = portable_path(Path(target.path), crashes_dir)
     if target.tokenizer is not None and registry.get(finding.property).applies_to != "template":
         # The implementations the finding was checked with: a replay without one is "missing".
         fingerprint["impls"] = [t.impl for t in tokenization.load(target.tokenizer).impls]
+    if registry.get(finding.property).applies_to == "engine":
+        fingerprint["engines"] = list(engines)
     return {
         "chainfuzz_case": FORMAT,
         "property": finding.property,

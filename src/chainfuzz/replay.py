@@ -41,9 +41,16 @@ def replay(path: Path) -> Outcome:
     except ChainfuzzError as exc:
         return Outcome(path, "?", "error", str(exc))
     changed = target.sha256 != rec["target"].get("sha256")
-    ctx = Context(target)
-    if absent := _absent_impls(ctx, rec["target"].get("impls") or []):
+    ctx = Context(target, engines=tuple(rec["target"].get("engines") or ("transformers",)))
+    if absent := _absent_impls(ctx, rec["target"].get("impls") or []) or _absent_engines(ctx, prop):
         return Outcome(path, prop.id, "missing", absent, changed)
+    try:
+        return _outcome(path, prop, ctx, rec, changed)
+    finally:
+        ctx.close()
+
+
+def _outcome(path: Path, prop, ctx: Context, rec: dict, changed: bool) -> Outcome:
     try:
         prop.check(ctx, rec["input"])
     except Failure as f:
@@ -54,6 +61,17 @@ def replay(path: Path) -> Outcome:
     except Exception as exc:  # a property bug must not hide the other cases' results
         return Outcome(path, prop.id, "error", f"{type(exc).__name__}: {exc}", changed)
     return Outcome(path, prop.id, "fixed", "the property holds now", changed)
+
+
+def _absent_engines(ctx: Context, prop) -> str:
+    """Why a recorded engine cannot run here: not installed, or no server at its URL."""
+    if prop.applies_to != "engine":
+        return ""
+    try:
+        ctx.engines  # noqa: B018
+    except ChainfuzzError as exc:
+        return str(exc)
+    return ""
 
 
 def _absent_impls(ctx: Context, needed: list[str]) -> str:

@@ -35,6 +35,7 @@ def to_json(report: CheckReport) -> dict:
                         for t in report.targets},
             "tokenizers": {t.target.name: {"ran": t.impls, "unavailable": t.unavailable}
                            for t in report.targets if t.target.tokenizer is not None},
+            "engines": {t.target.name: t.engines for t in report.targets if t.engines},
         },
     }
 
@@ -60,6 +61,8 @@ def _target_table(t: TargetReport, out: TextIO) -> None:
         print(f"  tokenizer implementations: {', '.join(t.impls)}", file=out)
     for impl, why in t.unavailable.items():
         print(f"  not run: {impl}: {why}", file=out)
+    if t.engines:
+        print(f"  engines: {', '.join(t.engines)}", file=out)
     width = max([len(r.property.id) for r in t.results] + [8])
     print(f"  {'property':<{width}}  {'examples':>8}  {'skipped':>7}  {'errors':>6}  {'warnings':>8}  "
           f"{'time':>6}", file=out)
