@@ -131,3 +131,48 @@ def test_an_engine_without_the_capability_is_left_out_not_passed(tiny):
     for prop in ("engine.prefix_cache_invariant", "engine.chat_matches_completion", "engine.stream_matches_full"):
         result = run_property(get(prop), ctx, RunSettings(max_examples=3, seed=0))
         assert result.examples == 0 and result.findings == [] and result.skipped > 0
+
+
+# --- the CLI and replay ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("engine, says", [
+    ("bogus", "unknown engine 'bogus'"),
+    ("http://127.0.0.1:9/v1", "127.0.0.1:9"),
+])
+def test_an_engine_that_cannot_start_is_bad_input(cli, one_error_line, tiny, tmp_path, engine, says):
+    result = cli("check", tiny, "--engine", engine, "--property", "engine.greedy_deterministic",
+                 "--max-examples", "1", "--crashes", tmp_path)
+    assert says in one_error_line(result)
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_an_engine_finding_records_its_engines_and_replays_with_them(tiny, tmp_path, monkeypatch):
+    """A case stores the ``--engine`` specs it was found with; replay rebuilds exactly those
+    engines, and a recorded engine that cannot start here makes the case "missing"."""
+    import json
+
+    from chainfuzz.crashes import record, write
+    from chainfuzz.replay import replay
+    from chainfuzz.runner import run_property as run
+
+    ctx = _ctx(tiny, crop_cache=False)
+    finding = run(get("engine.prefix_cache_invariant"), ctx, RUN).findings[0]
+    path, _ = write(record(finding, ctx.target, tmp_path, engines=("transformers",)), tmp_path)
+    assert json.loads(path.read_text())["target"]["engines"] == ["transformers"]
+    # The recorded engine is the clean transformers engine, so the case replays as fixed: the
+    # defect lived in the engine's configuration, which a spec names.
+    assert replay(path).status == "fixed"
+    rec = json.loads(path.read_text())
+    rec["target"]["engines"] = ["llama.cpp"] if _has_llama_cpp() else ["vllm"]
+    path.write_text(json.dumps(rec))
+    monkeypatch.delenv("CHAINFUZZ_VLLM_PYTHON", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .venv-vllm here
+    outcome = replay(path)
+    assert outcome.status in ("fixed", "missing"), outcome
+    assert (outcome.status == "fixed") == _has_llama_cpp()
+
+
+def _has_llama_cpp() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
