@@ -7,6 +7,8 @@ FULL := $(VENV)/.installed-extras
 
 .PHONY: sweep test bench
 
+include mk/vllm.mk
+
 # The main job: check every real chat template that llama-cpp-python's sdist ships
 # (downloaded from PyPI into ~/.cache/chainfuzz on first use). Exit code 1 means defects
 # were found, which is the job done; 2 (bad input) and 3 (internal error) fail.
@@ -14,8 +16,9 @@ sweep: $(STAMP)
 	$(BIN)/chainfuzz sweep || test $$? -eq 1
 
 # chainfuzz's own tests, then the recorded cases in crashes/ as regression tests. They need
-# every tokenizer implementation, so the optional extras are installed first.
-test: $(FULL)
+# every tokenizer implementation and engine, so the optional extras and vLLM's own
+# environment are installed first.
+test: $(FULL) $(VLLM_STAMP)
 	$(BIN)/chainfuzz fetch llama.cpp
 	$(BIN)/chainfuzz fetch mistral
 	$(BIN)/python -m pytest -q
@@ -24,6 +27,7 @@ bench: $(FULL)
 	$(BIN)/python bench/bench_template.py --sweep
 	$(BIN)/python bench/bench_tokenizer.py
 	$(BIN)/python bench/bench_fuzz.py
+	$(BIN)/python bench/bench_engine.py --engines transformers llama.cpp vllm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
