@@ -179,7 +179,8 @@ def chat_matches_completion(ctx, case):
                 first = _first_difference(chat.prompt_ids, ids)
                 raise Failure(
                     f"{engine.name}: the chat path's prompt differs from the reference from id {first} on: "
-                    f"{tok.decode(chat.prompt_ids[first:first + 8])!r} instead of {tok.decode(ids[first:first + 8])!r}",
+                    f"{ascii(tok.decode(chat.prompt_ids[first:first + 8]))} instead of "
+                    f"{ascii(tok.decode(ids[first:first + 8]))}",
                     key=f"{engine.name}:chat prompt differs{_how(chat.prompt_ids, ids, tok)}",
                     observed=chat.prompt_ids, expected=ids)
             return

@@ -126,9 +126,11 @@ def one_error_line():
 
 
 @pytest.fixture(scope="session")
-def tiny(tmp_path_factory):
-    """The tiny Qwen2 model over the real qwen2 vocabulary (built once per test session)."""
+def tiny():
+    """The tiny Qwen2 model over the real qwen2 vocabulary, in the cache folder where
+    ``chainfuzz model tiny`` puts it and the recorded engine cases in crashes/ find it."""
     pytest.importorskip("torch")
-    from chainfuzz.engines.tiny import TinySpec, build
+    from chainfuzz.engines.tiny import TinySpec, build, default_folder
 
-    return build(TinySpec("qwen2"), tmp_path_factory.mktemp("engine") / "tiny")
+    spec = TinySpec("qwen2")
+    return build(spec, default_folder(spec))

@@ -34,6 +34,22 @@ def test_the_same_seed_rebuilds_bit_identical_files(tiny, tmp_path):
     assert json.loads((tiny / "chainfuzz_tiny.json").read_text()) == {"vocab": "qwen2", "seed": 0, "template": None}
 
 
+def test_a_folder_holding_the_same_spec_is_kept_and_another_spec_rebuilds_it(tiny, tmp_path):
+    import shutil
+
+    from chainfuzz.engines.tiny import TinySpec, build
+
+    folder = tmp_path / "m"
+    shutil.copytree(tiny, folder)
+    weights = folder / "model.safetensors"
+    before = weights.stat().st_mtime_ns
+    build(TinySpec("qwen2"), folder)
+    assert weights.stat().st_mtime_ns == before
+    build(TinySpec("qwen2", seed=1), folder)
+    assert json.loads((folder / "chainfuzz_tiny.json").read_text())["seed"] == 1
+    assert _digests(folder)["model.safetensors"] != _digests(tiny)["model.safetensors"]
+
+
 def test_it_is_a_real_vocabulary_and_template_and_greedy_output_varies(tiny):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer

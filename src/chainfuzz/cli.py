@@ -98,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("model", help="build a model to run engines on (no hub needed)")
     p.add_argument("kind", choices=["tiny"], help="tiny: ~20M parameters, random weights, real vocabulary")
     p.add_argument("--vocab", default="qwen2", help="a llama.cpp vocab name (qwen2, phi-3, llama-spm, ...)")
-    p.add_argument("--out", metavar="DIR", required=True, help="the model folder to write")
+    p.add_argument("--out", metavar="DIR",
+                   help="the model folder to write (default: models/tiny-VOCAB-sSEED[-TEMPLATE] in the "
+                        "chainfuzz cache, where recorded engine cases look for it)")
     p.add_argument("--seed", metavar="N", type=int, default=0, help="weight seed (default 0)")
     p.add_argument("--template", metavar="NAME",
                    help="a corpus template by name (default: the vocabulary's own chat template)")
@@ -198,7 +200,10 @@ def _cmd_replay(args) -> int:
 def _cmd_model(args) -> int:
     from .engines.tiny import TinySpec, build
 
-    out = build(TinySpec(args.vocab, seed=args.seed, template=args.template), Path(args.out))
+    from .engines.tiny import default_folder
+
+    spec = TinySpec(args.vocab, seed=args.seed, template=args.template)
+    out = build(spec, Path(args.out) if args.out else default_folder(spec))
     print(f"tiny model over the {args.vocab} vocabulary (seed {args.seed}) written to {out}")
     return 0
 

@@ -43,8 +43,22 @@ def vocab_path(name: str) -> Path:
     return path
 
 
+def default_folder(spec: TinySpec) -> Path:
+    """Where ``chainfuzz model tiny`` writes ``spec`` by default: under the cache, so that
+    recorded engine cases find it as ``cache:models/...`` on any machine that built it."""
+    from ..corpus import cache_dir
+
+    name = f"tiny-{spec.vocab}-s{spec.seed}" + (f"-{spec.template}" if spec.template else "")
+    return cache_dir() / "models" / name
+
+
 def build(spec: TinySpec, out: Path) -> Path:
-    """Write the tiny model of ``spec`` to ``out`` (a Hugging Face model folder)."""
+    """Write the tiny model of ``spec`` to ``out`` (a Hugging Face model folder); a folder that
+    already holds this spec's model is kept as it is (the build is deterministic)."""
+    marker = out / "chainfuzz_tiny.json"
+    if marker.exists() and (out / "model.safetensors").exists() and \
+            json.loads(marker.read_text(encoding="utf-8")) == asdict(spec):
+        return out
     try:
         import torch
     except ImportError:
@@ -71,7 +85,7 @@ def build(spec: TinySpec, out: Path) -> Path:
     model.save_pretrained(out)
     tok.chat_template = template
     tok.save_pretrained(out)
-    (out / "chainfuzz_tiny.json").write_text(json.dumps(asdict(spec), indent=2) + "\n", encoding="utf-8")
+    marker.write_text(json.dumps(asdict(spec), indent=2) + "\n", encoding="utf-8")
     return out
 
 
