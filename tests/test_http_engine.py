@@ -249,6 +249,39 @@ def test_a_refused_request_is_a_crash_with_the_servers_message(engine, prompts):
     assert engine.generate([prompts[0]], 2)[0].tokens  # and it goes on serving
 
 
+ENGINE_PROPERTIES = ["engine.greedy_deterministic", "engine.batch_invariant", "engine.prefix_cache_invariant",
+                     "engine.chat_matches_completion", "engine.stream_matches_full"]
+
+
+@pytest.mark.parametrize("prop", ENGINE_PROPERTIES)
+def test_the_engine_properties_run_over_http(engine, tiny, prop):
+    """Each property searched through a real server: no finding on these seeds, or, where the
+    server lacks the capability (llama-cpp-python's prefix cache), every input skipped."""
+    from chainfuzz.registry import get
+    from chainfuzz.runner import RunSettings, run_property
+
+    ctx = Context(load_target(tiny))
+    ctx.engines = [engine]
+    result = run_property(get(prop), ctx, RunSettings(max_examples=3, seed=0, max_findings=1, shrink_seconds=2.0))
+    assert result.internal_error is None and result.findings == []
+    unsupported = engine.flavour == "llama-cpp-python" and prop == "engine.prefix_cache_invariant"
+    assert (result.examples == 0) == unsupported
+
+
+def test_vllms_developer_role_defect_shows_through_its_server_too(vllm):
+    """The defect of crashes/engine.chat_matches_completion--tiny-qwen2-s0--9f6df1ed5c10.json
+    (vLLM's chat path turns a developer message into a system one), seen over HTTP."""
+    from chainfuzz import Failure
+    from chainfuzz.registry import get
+
+    ctx = Context(load_target(vllm.folder))
+    ctx.engines = [vllm]
+    with pytest.raises(Failure) as err:
+        get("engine.chat_matches_completion").check(ctx, {"messages": [{"role": "developer", "content": ""}],
+                                                         "tools": None})
+    assert err.value.key == "http(vllm):chat prompt differs"
+
+
 def test_a_killed_llama_cpp_python_server_is_a_crash(tiny, gguf, prompts):
     with llama_server(gguf, n_ctx=512) as url:
         engine = OpenAIEngine(url, tiny)

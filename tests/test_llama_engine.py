@@ -130,6 +130,35 @@ def test_a_bad_id_is_an_engine_crash_and_the_engine_goes_on(engine, prompts):
     assert engine.generate([prompts[0]], 4)[0].tokens == before.tokens
 
 
+@pytest.mark.parametrize("prop", ["engine.greedy_deterministic", "engine.batch_invariant",
+                                  "engine.prefix_cache_invariant", "engine.stream_matches_full"])
+def test_the_engine_properties_pass_on_llama_cpp(engine, tiny, prop):
+    from chainfuzz.registry import get
+    from chainfuzz.runner import RunSettings, run_property
+
+    ctx = Context(load_target(tiny))
+    ctx.engines = [engine]
+    result = run_property(get(prop), ctx, RunSettings(max_examples=4, seed=0, max_findings=1, shrink_seconds=2.0))
+    assert result.internal_error is None
+    assert result.findings == [] and result.examples > 0
+
+
+def test_llama_cpp_does_not_nfc_normalise_what_transformers_does(engine, tiny):
+    """The defect of crashes/engine.chat_matches_completion--tiny-qwen2-s0--5c13ce964835.json:
+    a decomposed "e" + U+0301 is one NFC id for transformers' Qwen2 tokenizer, two for
+    llama.cpp's chat path."""
+    from chainfuzz import Failure
+    from chainfuzz.registry import get
+
+    ctx = Context(load_target(tiny))
+    ctx.engines = [engine]
+    case = {"messages": [{"role": "user", "content": "e\u0301"}], "tools": None}
+    with pytest.raises(Failure) as err:
+        get("engine.chat_matches_completion").check(ctx, case)
+    assert err.value.key == "llama.cpp:chat prompt differs"
+    get("engine.chat_matches_completion").check(ctx, {**case, "messages": [{"role": "user", "content": "\u00e9"}]})
+
+
 def test_a_killed_worker_is_replaced(engine, prompts):
     engine._proc.kill()
     engine._proc.wait()
