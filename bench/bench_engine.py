@@ -18,7 +18,6 @@ Usage: python bench/bench_engine.py [--engines transformers llama.cpp vllm URL] 
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import tempfile
 import time
@@ -80,8 +79,10 @@ def bench_engine(spec: str, model: Path, n: int) -> None:
         outcomes: list[str] = []
         checks = rate(lambda c: outcomes.append(outcome(prop, ctx, c)), cases, repeat=1) * 60
         skip, fail = outcomes.count("skip"), outcomes.count("fail")
-        cost = plain * 60 / checks if checks and skip < len(cases) else math.nan
-        print(f"  {pid:<32} {len(cases):>5} {skip:>4} {fail:>4} {checks:>10.1f} {cost:>7.1f}x")
+        if skip == len(cases):  # the engine lacks the capability: nothing was checked
+            print(f"  {pid:<32} {len(cases):>5} {skip:>4} {fail:>4} {'-':>10} {'-':>8}")
+            continue
+        print(f"  {pid:<32} {len(cases):>5} {skip:>4} {fail:>4} {checks:>10.1f} {plain * 60 / checks:>7.1f}x")
     ctx.close()
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import chainfuzz
 from chainfuzz import strategies
-from chainfuzz.engines import EngineCrash, Unsupported
+from chainfuzz.engines import EngineCrash, EngineError, Unsupported
 from chainfuzz.errors import Failure, Skip, assume
 
 RUNS = 3  # greedy runs of one prompt in engine.greedy_deterministic
@@ -44,7 +44,8 @@ def _prompt_ids(ctx, case: dict) -> list[int]:
 
 def _each(ctx, check_one) -> None:
     """Run ``check_one(engine)`` on every engine that can do what the property needs; an engine
-    crash is a finding of its own. Skip the input if no engine could run it."""
+    crash, or a refusal of a prompt the reference takes, is a finding of its own. Skip the
+    input if no engine could run it."""
     ran = False
     for engine in ctx.engines:
         try:
@@ -54,6 +55,8 @@ def _each(ctx, check_one) -> None:
             continue
         except EngineCrash as exc:
             raise Failure(f"{engine.name} crashed: {exc}", key=f"{engine.name}:crashed") from None
+        except EngineError as exc:
+            raise Failure(f"{engine.name} refused the request: {exc}", key=f"{engine.name}:refuses") from None
     if not ran:
         raise Skip("no engine of this run supports the property")
 

@@ -176,3 +176,20 @@ def _has_llama_cpp() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("llama_cpp") is not None
+
+
+@pytest.mark.parametrize("error, key", [("EngineError", "refusing:refuses"), ("EngineCrash", "refusing:crashed")])
+def test_an_engine_that_refuses_or_dies_is_a_finding_not_an_internal_error(tiny, error, key):
+    import chainfuzz.engines as engines
+
+    class Refusing(engines.Engine):
+        name = "refusing"
+
+        def generate(self, prompts, max_new_tokens):
+            raise getattr(engines, error)("no")
+
+    ctx = Context(load_target(tiny))
+    ctx.engines = [Refusing()]
+    with pytest.raises(Failure) as err:
+        get("engine.greedy_deterministic").check(ctx, CASE)
+    assert err.value.key == key

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.corpus
 pytest.importorskip("torch")
 
 from chainfuzz.context import Context  # noqa: E402
-from chainfuzz.engines import EngineCrash, Unsupported  # noqa: E402
+from chainfuzz.engines import EngineCrash, EngineError, Unsupported  # noqa: E402
 from chainfuzz.engines.http import OpenAIEngine  # noqa: E402
 from chainfuzz.engines.servers import ServerError, free_port, llama_server, vllm_server  # noqa: E402
 from chainfuzz.engines.vllm_env import vllm_python  # noqa: E402
@@ -237,13 +237,13 @@ def test_llama_cpp_python_chat_counts_the_reference_prompt(llama, prompts):
 
 
 # -- failures ---------------------------------------------------------------------------------
-def test_a_refused_request_is_a_crash_with_the_servers_message(engine, prompts):
+def test_a_refused_request_is_an_engine_error_with_the_servers_message(engine, prompts):
     if engine.flavour == "vllm":
-        with pytest.raises(EngineCrash, match=r"POST /v1/completions: HTTP 400, the server refuses the request: "
+        with pytest.raises(EngineError, match=r"POST /v1/completions: HTTP 400, the server refuses the request: "
                                               r"Token id 10000000 is out of vocabulary"):
             engine.generate([[10**7]], 2)
     else:
-        with pytest.raises(EngineCrash, match=r"POST /v1/completions: HTTP 400, the server refuses the request: "
+        with pytest.raises(EngineError, match=r"POST /v1/completions: HTTP 400, the server refuses the request: "
                                               r"This model's maximum context length is 1024"):
             engine.complete(prompts[0] * 60, 2, [])
     assert engine.generate([prompts[0]], 2)[0].tokens  # and it goes on serving

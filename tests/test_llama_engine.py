@@ -12,7 +12,7 @@ pytest.importorskip("torch")
 pytestmark = pytest.mark.corpus
 
 from chainfuzz.context import Context  # noqa: E402
-from chainfuzz.engines import EngineCrash, open_engine  # noqa: E402
+from chainfuzz.engines import EngineCrash, EngineError, open_engine  # noqa: E402
 from chainfuzz.engines import gguf_model  # noqa: E402
 from chainfuzz.targets import load_target  # noqa: E402
 
@@ -119,13 +119,16 @@ def test_chat_reports_the_prompt_ids_it_evaluated(engine, prompts):
         assert isinstance(result.text, str)
 
 
-def test_a_bad_id_is_an_engine_crash_and_the_engine_goes_on(engine, prompts):
+def test_a_bad_id_is_refused_and_the_engine_goes_on(engine, prompts):
+    """llama.cpp checks ids since 2025: an out-of-range id is refused (EngineError, not the
+    EngineCrash of a dead worker), and the worker serves on."""
     engine.clear_prefix_cache()
     before = engine.generate([prompts[0]], 4)[0]
     for bad in (engine.vocab_size, -1):
-        with pytest.raises(EngineCrash, match="llama.cpp"):
+        with pytest.raises(EngineError, match="llama.cpp refused") as err:
             engine.generate([prompts[0][:3] + [bad]], 4)
-    with pytest.raises(EngineCrash, match="invalid token"):
+        assert not isinstance(err.value, EngineCrash)
+    with pytest.raises(EngineError, match="invalid token"):
         engine.complete([prompts[0][0], engine.vocab_size + 7], 4, [])
     assert engine.generate([prompts[0]], 4)[0].tokens == before.tokens
 

@@ -24,7 +24,7 @@ pytestmark = [
 pytest.importorskip("torch")
 
 from chainfuzz.context import Context  # noqa: E402
-from chainfuzz.engines import EngineCrash, Unsupported  # noqa: E402
+from chainfuzz.engines import EngineCrash, EngineError, Unsupported  # noqa: E402
 from chainfuzz.registry import get  # noqa: E402
 from chainfuzz.runner import RunSettings, run_property  # noqa: E402
 from chainfuzz.targets import load_target  # noqa: E402
@@ -160,7 +160,7 @@ def test_the_engine_properties_pass_on_vllm(engine, tiny, prop):
 
 def test_a_refused_request_is_an_error_and_the_worker_lives_on(engine, prompts):
     pid = engine.pid
-    with pytest.raises(RuntimeError, match="max_tokens"):
+    with pytest.raises(EngineError, match="max_tokens"):
         engine.complete(prompts[0], 0, [])
     assert engine.pid == pid
 

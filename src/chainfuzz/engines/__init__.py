@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UsageError
-from .base import ChatResult, Completion, Engine, EngineCrash, Unsupported
+from .base import ChatResult, Completion, Engine, EngineCrash, EngineError, Unsupported
 
-__all__ = ["ChatResult", "Completion", "Engine", "EngineCrash", "Unsupported", "KNOWN", "open_engine"]
+__all__ = ["ChatResult", "Completion", "Engine", "EngineCrash", "EngineError", "Unsupported", "KNOWN",
+           "open_engine"]
 
 KNOWN = ("transformers", "llama.cpp", "vllm", "http://HOST:PORT/v1")
 

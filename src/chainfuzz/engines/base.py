@@ -17,7 +17,13 @@ class Unsupported(Skip):
     """The engine has no way to do what a property asks (no prefix cache, no streaming...)."""
 
 
-class EngineCrash(RuntimeError):
+class EngineError(RuntimeError):
+    """The engine refused a request chainfuzz's reference accepts (an id it rejects, a
+    template it cannot render, a 4xx from a server): a finding for the input, not an internal
+    error."""
+
+
+class EngineCrash(EngineError):
     """The engine's process died or hung: a finding for the input that did it, not the end of
     the run (llama.cpp aborts on some inputs)."""
 

@@ -20,7 +20,8 @@ from its name:
 
 Requests are stdlib HTTP; ``generate`` sends one request per prompt from its own thread, which
 is how a server batches. A refused connection, a reset, a timeout or a 5xx is `EngineCrash`
-(a finding for that input; the run goes on), and so is a 4xx, with the server's message.
+and a 4xx is `EngineError` with the server's message: both are findings for that input, and
+the run goes on.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..errors import UsageError
-from .base import ChatResult, Completion, Engine, EngineCrash, Unsupported
+from .base import ChatResult, Completion, Engine, EngineCrash, EngineError, Unsupported
 
 # The largest chosen-token logprob difference two runs that should agree may show, per flavour.
 # Measured on the tiny model (concurrent requests against one alone, in other orders, cached
@@ -341,12 +342,12 @@ class OpenAIEngine(Engine):
             raise EngineCrash(f"{self.name}: POST {path}: the answer is not a JSON object")
         return answer
 
-    def _crash(self, where: str, exc: _HTTPFailure) -> EngineCrash:
+    def _crash(self, where: str, exc: _HTTPFailure) -> EngineError:
         if exc.status is None:
             return EngineCrash(f"{self.name}: {where}: no answer: {exc.message}")
         if exc.status >= 500:
             return EngineCrash(f"{self.name}: {where}: HTTP {exc.status} (server error): {exc.message}")
-        return EngineCrash(f"{self.name}: {where}: HTTP {exc.status}, the server refuses the request: "
+        return EngineError(f"{self.name}: {where}: HTTP {exc.status}, the server refuses the request: "
                            f"{exc.message}")
 
     def _open(self, method: str, url: str, body: dict | None, timeout: float):

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from . import gguf_model
-from .base import ChatResult, Completion, Engine, EngineCrash
+from .base import ChatResult, Completion, Engine, EngineCrash, EngineError
 
 # A single call never needs this long (the tiny model decodes ~80 tokens/s on one thread; a
 # worker starts in ~1 s); a worker that takes it is hung.
@@ -132,8 +132,8 @@ class LlamaCppEngine(Engine):
         if "refused" in reply:
             # llama.cpp returned an error instead of aborting (it checks ids since 2025): the
             # input is as much a finding, the worker lives on with its caches cleared.
-            raise EngineCrash(f"llama.cpp refused {request['op']} ({reply['refused']})"
+            raise EngineError(f"llama.cpp refused {request['op']} ({reply['refused']})"
                               f"{self._last_words(first=True)}")
         if "error" in reply:
-            raise RuntimeError(f"llama.cpp worker: {reply['error']}")
+            raise EngineError(f"llama.cpp refused {request['op']}: {reply['error']}")
         return reply

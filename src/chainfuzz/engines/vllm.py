@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .base import ChatResult, Completion, Engine, EngineCrash, Unsupported
+from .base import ChatResult, Completion, Engine, EngineCrash, EngineError, Unsupported
 from .vllm_env import vllm_environ, vllm_python
 
 WORKER = Path(__file__).with_name("_vllm_worker.py")
@@ -190,7 +190,7 @@ class VllmEngine(Engine):
             pass  # _read finds it dead and says so
         reply = self._read(proc, self.call_timeout, request["op"])
         if "error" in reply:
-            raise RuntimeError(f"vLLM refused the {request['op']} request: {reply['error']}")
+            raise EngineError(f"vLLM refused the {request['op']} request: {reply['error']}")
         return reply
 
     def _read(self, proc: subprocess.Popen, timeout: float, what: str) -> dict:
