@@ -47,7 +47,8 @@ CONTROLS = [
      "transformers(stale cache):cache warmed by a sibling prompt changes tokens"),
     ("engine.chat_matches_completion", {"chat_template": PLAIN_CHATML},
      "transformers(other chat template):chat prompt differs"),
-    ("engine.stream_matches_full", {"flush_stream": False}, "transformers(stream tail dropped):stream differs: text missing"),
+    ("engine.stream_matches_full", {"flush_stream": False},
+     "transformers(stream tail dropped):stream differs: text missing"),
 ]
 
 
@@ -144,6 +145,14 @@ def test_an_engine_that_cannot_start_is_bad_input(cli, one_error_line, tiny, tmp
                  "--max-examples", "1", "--crashes", tmp_path)
     assert says in one_error_line(result)
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_an_engine_that_is_not_installed_is_bad_input(cli, one_error_line, tiny, tmp_path, monkeypatch):
+    monkeypatch.delenv("CHAINFUZZ_VLLM_PYTHON", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .venv-vllm here
+    result = cli("check", tiny, "--engine", "transformers", "--engine", "vllm", "--max-examples", "1",
+                 "--property", "engine.greedy_deterministic", "--crashes", tmp_path)
+    assert "engine 'vllm' cannot run here: vLLM is not installed" in one_error_line(result)
 
 
 def test_an_engine_finding_records_its_engines_and_replays_with_them(tiny, tmp_path, monkeypatch):

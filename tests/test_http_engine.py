@@ -23,13 +23,12 @@ pytestmark = pytest.mark.corpus
 
 pytest.importorskip("torch")
 
-from chainfuzz.context import Context  # noqa: E402
 from chainfuzz.engines import EngineCrash, EngineError, Unsupported  # noqa: E402
 from chainfuzz.engines.http import OpenAIEngine  # noqa: E402
 from chainfuzz.engines.servers import ServerError, free_port, llama_server, vllm_server  # noqa: E402
 from chainfuzz.engines.vllm_env import vllm_python  # noqa: E402
 from chainfuzz.errors import UsageError  # noqa: E402
-from chainfuzz.targets import load_target  # noqa: E402
+from verdicts import encode_prompts, engine_context, engine_search  # noqa: E402
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hello"}],
@@ -44,13 +43,8 @@ HF_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def ctx(tiny):
-    return Context(load_target(tiny))
-
-
-@pytest.fixture(scope="module")
-def prompts(ctx):
-    return [ctx.prompt_chain.encode(m, None) for m in CONVERSATIONS]
+def prompts(tiny):
+    return encode_prompts(tiny, CONVERSATIONS)
 
 
 @pytest.fixture(scope="module")
@@ -257,12 +251,7 @@ ENGINE_PROPERTIES = ["engine.greedy_deterministic", "engine.batch_invariant", "e
 def test_the_engine_properties_run_over_http(engine, tiny, prop):
     """Each property searched through a real server: no finding on these seeds, or, where the
     server lacks the capability (llama-cpp-python's prefix cache), every input skipped."""
-    from chainfuzz.registry import get
-    from chainfuzz.runner import RunSettings, run_property
-
-    ctx = Context(load_target(tiny))
-    ctx.engines = [engine]
-    result = run_property(get(prop), ctx, RunSettings(max_examples=3, seed=0, max_findings=1, shrink_seconds=2.0))
+    result = engine_search(tiny, engine, prop, 3)
     assert result.internal_error is None and result.findings == []
     unsupported = engine.flavour == "llama-cpp-python" and prop == "engine.prefix_cache_invariant"
     assert (result.examples == 0) == unsupported
@@ -274,10 +263,9 @@ def test_vllms_developer_role_defect_shows_through_its_server_too(vllm):
     from chainfuzz import Failure
     from chainfuzz.registry import get
 
-    ctx = Context(load_target(vllm.folder))
-    ctx.engines = [vllm]
     with pytest.raises(Failure) as err:
-        get("engine.chat_matches_completion").check(ctx, {"messages": [{"role": "developer", "content": ""}],
+        get("engine.chat_matches_completion").check(engine_context(vllm.folder, vllm),
+                                                    {"messages": [{"role": "developer", "content": ""}],
                                                          "tools": None})
     assert err.value.key == "http(vllm):chat prompt differs"
 

@@ -11,10 +11,9 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("torch")
 pytestmark = pytest.mark.corpus
 
-from chainfuzz.context import Context  # noqa: E402
 from chainfuzz.engines import EngineCrash, EngineError, open_engine  # noqa: E402
 from chainfuzz.engines import gguf_model  # noqa: E402
-from chainfuzz.targets import load_target  # noqa: E402
+from verdicts import encode_prompts, engine_context, engine_search  # noqa: E402
 
 CHATS = [
     [{"role": "user", "content": "Hello"}],
@@ -37,8 +36,7 @@ def engine(tiny):
 
 @pytest.fixture(scope="module")
 def prompts(tiny):
-    chain = Context(load_target(tiny)).prompt_chain
-    return [chain.encode(messages, None) for messages in CHATS]
+    return encode_prompts(tiny, CHATS)
 
 
 def _hf_logprobs(model, prompt, tokens):
@@ -136,12 +134,7 @@ def test_a_bad_id_is_refused_and_the_engine_goes_on(engine, prompts):
 @pytest.mark.parametrize("prop", ["engine.greedy_deterministic", "engine.batch_invariant",
                                   "engine.prefix_cache_invariant", "engine.stream_matches_full"])
 def test_the_engine_properties_pass_on_llama_cpp(engine, tiny, prop):
-    from chainfuzz.registry import get
-    from chainfuzz.runner import RunSettings, run_property
-
-    ctx = Context(load_target(tiny))
-    ctx.engines = [engine]
-    result = run_property(get(prop), ctx, RunSettings(max_examples=4, seed=0, max_findings=1, shrink_seconds=2.0))
+    result = engine_search(tiny, engine, prop, 4)
     assert result.internal_error is None
     assert result.findings == [] and result.examples > 0
 
@@ -153,8 +146,7 @@ def test_llama_cpp_does_not_nfc_normalise_what_transformers_does(engine, tiny):
     from chainfuzz import Failure
     from chainfuzz.registry import get
 
-    ctx = Context(load_target(tiny))
-    ctx.engines = [engine]
+    ctx = engine_context(tiny, engine)
     case = {"messages": [{"role": "user", "content": "e\u0301"}], "tools": None}
     with pytest.raises(Failure) as err:
         get("engine.chat_matches_completion").check(ctx, case)
@@ -163,6 +155,6 @@ def test_llama_cpp_does_not_nfc_normalise_what_transformers_does(engine, tiny):
 
 
 def test_a_killed_worker_is_replaced(engine, prompts):
-    engine._proc.kill()
-    engine._proc.wait()
+    engine._worker.proc.kill()
+    engine._worker.proc.wait()
     assert len(engine.generate([prompts[0]], 2)[0].tokens) == 2

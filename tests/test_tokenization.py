@@ -106,14 +106,14 @@ def test_llama_cpp_abort_is_a_crash_and_the_next_call_gets_a_fresh_worker(vocab_
     tok = LlamaCppTokenizer(vocab_dir / "ggml-vocab-phi-3.gguf")
     try:
         ids = tok.encode("Hello world")
-        first = tok._proc.pid
+        first = tok._worker.proc.pid
         for bad in ([-1], [tok.vocab_size]):  # llama.cpp aborts on an out-of-range id
             with pytest.raises(TokenizerCrash, match=r"llama\.cpp died \(.+\) on decode"):
                 tok.decode(bad)
-            assert tok._proc is None  # the dead worker is gone
+            assert tok._worker.proc is None  # the dead worker is gone
             assert tok.encode("Hello world") == ids  # ...and a fresh one answers
-            assert tok._proc.pid != first
-            first = tok._proc.pid
+            assert tok._worker.proc.pid != first
+            first = tok._worker.proc.pid
         assert tok.decode(ids) == "Hello world"
     finally:
         tok.close()

@@ -25,9 +25,8 @@ pytest.importorskip("torch")
 
 from chainfuzz.context import Context  # noqa: E402
 from chainfuzz.engines import EngineCrash, EngineError, Unsupported  # noqa: E402
-from chainfuzz.registry import get  # noqa: E402
-from chainfuzz.runner import RunSettings, run_property  # noqa: E402
 from chainfuzz.targets import load_target  # noqa: E402
+from verdicts import encode_prompts, engine_search  # noqa: E402
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hello"}],
@@ -49,8 +48,8 @@ def ctx(tiny):
 
 
 @pytest.fixture(scope="module")
-def prompts(ctx):
-    return [ctx.prompt_chain.encode(m, None) for m in CONVERSATIONS]
+def prompts(tiny):
+    return encode_prompts(tiny, CONVERSATIONS)
 
 
 @pytest.fixture(scope="module")
@@ -151,9 +150,7 @@ def test_the_chat_path_builds_the_reference_prompt(engine, ctx, prompts):
 @pytest.mark.parametrize("prop", ["engine.greedy_deterministic", "engine.batch_invariant",
                                   "engine.prefix_cache_invariant", "engine.chat_matches_completion"])
 def test_the_engine_properties_pass_on_vllm(engine, tiny, prop):
-    ctx = Context(load_target(tiny))
-    ctx.engines = [engine]
-    result = run_property(get(prop), ctx, RunSettings(max_examples=6, seed=0, max_findings=1, shrink_seconds=2.0))
+    result = engine_search(tiny, engine, prop, 6)
     assert result.internal_error is None
     assert result.findings == [] and result.examples > 0
 

@@ -23,3 +23,30 @@ def check_once(ctx, prop: str, case: dict) -> chainfuzz.Failure | None:
 def severity(prop: str, failure: chainfuzz.Failure) -> str:
     """The failure's severity: its own, or the property's default."""
     return failure.severity or get(prop).severity
+
+
+def engine_context(folder, engine):
+    """A context on the model ``folder`` whose only engine is ``engine`` (already started)."""
+    from chainfuzz.context import Context
+    from chainfuzz.targets import load_target
+
+    ctx = Context(load_target(folder))
+    ctx.engines = [engine]
+    return ctx
+
+
+def engine_search(folder, engine, prop: str, examples: int):
+    """A seeded search of ``prop`` on ``engine`` alone (`chainfuzz.runner.PropertyResult`)."""
+    from chainfuzz.runner import RunSettings, run_property
+
+    settings = RunSettings(max_examples=examples, seed=0, max_findings=1, shrink_seconds=2.0)
+    return run_property(get(prop), engine_context(folder, engine), settings)
+
+
+def encode_prompts(folder, conversations: list[list[dict]]) -> list[list[int]]:
+    """Each conversation's prompt ids, as the engine properties build them (the reference chain)."""
+    from chainfuzz.context import Context
+    from chainfuzz.targets import load_target
+
+    chain = Context(load_target(folder)).prompt_chain
+    return [chain.encode(messages, None) for messages in conversations]

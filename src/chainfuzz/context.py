@@ -141,7 +141,7 @@ class Context:
     def engines(self) -> list:
         """The inference engines of the run (``engine_specs``) on the target's model; one that
         cannot start here (not installed, no server at the URL) is a `UsageError`."""
-        from .engines import open_engine
+        from .engines import EngineError, open_engine
 
         if self.target.model is None:
             raise Skip("the target has no model")
@@ -149,10 +149,12 @@ class Context:
         try:
             for spec in self.engine_specs:
                 engines.append(open_engine(spec, Path(self.target.model)))
-        except ImportError as exc:
-            for engine in engines:
+        except BaseException as exc:
+            for engine in engines:  # no worker or server process outlives a failed start
                 engine.close()
-            raise UsageError(f"engine {spec!r} cannot run here: {exc}") from None
+            if isinstance(exc, (ImportError, EngineError)):  # not installed, or died starting
+                raise UsageError(f"engine {spec!r} cannot run here: {exc}") from None
+            raise
         return engines
 
     def close(self) -> None:

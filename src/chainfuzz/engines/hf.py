@@ -31,8 +31,16 @@ class TransformersEngine(Engine):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from transformers.utils import logging as hf_logging
+
         self.torch = torch
-        self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+        shown = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # "Loading weights" bars would garble the CLI's stderr
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32).eval()
+        finally:
+            if shown:
+                hf_logging.enable_progress_bar()
         self.tok = AutoTokenizer.from_pretrained(str(folder))
         config = self.model.config
         self.pad_id = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id or 0

@@ -9,14 +9,10 @@ next call starts a fresh worker. ``generate`` decodes all prompts in one multi-s
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from ..worker import Worker
 from . import gguf_model
 from .base import ChatResult, Completion, Engine, EngineCrash, EngineError
 
@@ -37,7 +33,7 @@ class LlamaCppEngine(Engine):
     # thread count is fixed, so one configuration is bitwise repeatable). 1e-4 is a ~50x
     # margin and still far below a difference that could flip a greedy token.
     tolerance = 1e-4
-    _proc: subprocess.Popen | None = None  # also for __del__ after __init__ raised
+    _worker: Worker | None = None  # also for __del__ after __init__ raised
 
     def __init__(self, folder: Path) -> None:
         import importlib.util
@@ -46,8 +42,8 @@ class LlamaCppEngine(Engine):
             raise ImportError("llama-cpp-python is not installed", name="llama-cpp-python")
         self.folder = Path(folder)
         self.path = gguf_model.write(self.folder)
-        self._proc = None
-        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+        self._worker = Worker([sys.executable, "-m", "chainfuzz.engines._llama_engine_worker", str(self.path)],
+                              name="llama.cpp", crash=EngineCrash)
         meta = self._call({"op": "info"})
         self.vocab_size = meta["n_vocab"]
 
@@ -79,61 +75,20 @@ class LlamaCppEngine(Engine):
         return ChatResult(reply["prompt_ids"], reply["prompt_tokens"], reply["text"])
 
     def close(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.kill()
-            proc.wait()
+        if self._worker is not None:
+            self._worker.close()
 
     def __del__(self) -> None:
         self.close()
 
-    # -- the worker -----------------------------------------------------------------------------
-    def _last_words(self, *, first: bool = False) -> str:
-        """The last line the worker wrote to stderr during this call (llama.cpp's abort
-        message), or the first (the cause of a refusal, before llama.cpp's follow-ups)."""
-        self._stderr.seek(0)
-        lines = [ln.strip() for ln in self._stderr.read().splitlines() if ln.strip()]
-        self._stderr.seek(0)
-        self._stderr.truncate()
-        return f": {lines[0 if first else -1][:200]}" if lines else ""
-
-    def _start(self) -> subprocess.Popen:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        return subprocess.Popen(
-            [sys.executable, "-m", "chainfuzz.engines._llama_engine_worker", str(self.path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            text=True, encoding="utf-8", env=env,
-        )
-
     def _call(self, request: dict) -> dict:
-        if self._proc is None or self._proc.poll() is not None:
-            self._proc = self._start()
-        proc = self._proc
-        self._stderr.seek(0)  # the worker shares this file offset: its last words are this call's
-        self._stderr.truncate()
-        try:
-            proc.stdin.write(json.dumps(request) + "\n")
-            proc.stdin.flush()
-            ready, _, _ = select.select([proc.stdout], [], [], CALL_TIMEOUT)
-            line = proc.stdout.readline() if ready else ""
-        except (BrokenPipeError, OSError):
-            line = ""
-        if not line:
-            try:
-                proc.wait(timeout=2)  # it closed its stdout: let it finish dying
-            except subprocess.TimeoutExpired:
-                pass
-            hung = proc.poll() is None
-            self.close()
-            how = "hung" if hung else (f"signal {-proc.returncode}" if proc.returncode < 0
-                                        else f"exit code {proc.returncode}")
-            raise EngineCrash(f"llama.cpp died ({how}) on {request['op']}{self._last_words()}")
-        reply = json.loads(line)
+        reply = self._worker.call(request, CALL_TIMEOUT)
         if "refused" in reply:
             # llama.cpp returned an error instead of aborting (it checks ids since 2025): the
-            # input is as much a finding, the worker lives on with its caches cleared.
+            # input is as much a finding, the worker lives on with its caches cleared. The
+            # first stderr line is the cause, before llama.cpp's follow-ups.
             raise EngineError(f"llama.cpp refused {request['op']} ({reply['refused']})"
-                              f"{self._last_words(first=True)}")
+                              f"{self._worker.last_words(first=True)}")
         if "error" in reply:
             raise EngineError(f"llama.cpp refused {request['op']}: {reply['error']}")
         return reply

@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from ..worker import Worker
 from .base import ChatResult, Completion, Engine, EngineCrash, EngineError, Unsupported
 from .vllm_env import vllm_environ, vllm_python
 
@@ -62,7 +60,7 @@ class VllmEngine(Engine):
 
     name = "vllm"
     tolerance = 0.0
-    _proc: subprocess.Popen | None = None  # also for __del__ after __init__ raised
+    _worker: Worker | None = None  # also for __del__ after __init__ raised
 
     def __init__(self, folder: Path, *, options: dict | None = None,
                  startup_timeout: float = STARTUP_TIMEOUT, call_timeout: float = CALL_TIMEOUT) -> None:
@@ -76,9 +74,9 @@ class VllmEngine(Engine):
         self.cached_tokens: list[int] = []
         self.startup_s: float | None = None  # the latest worker's, as it measured it
         self.version: str | None = None
-        self._proc = None
         self._tmp: str | None = None
-        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+        self._worker = Worker([str(self.python), str(WORKER), str(self.folder), json.dumps(self.options)],
+                              name="vLLM", crash=EngineCrash, own_group=True)  # vLLM starts processes
         self._ensure()  # start now: a model vLLM cannot load fails here, not mid-property
 
     # -- the Engine interface -------------------------------------------------------------
@@ -112,28 +110,8 @@ class VllmEngine(Engine):
 
     def close(self) -> None:
         """Kill the worker and everything it started (its own process group)."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                proc.kill()
-            proc.wait()
-            # With vLLM's engine core in processes of its own (VLLM_ENABLE_V1_MULTIPROCESSING=1
-            # in the environment) the group also holds EngineCore and its Worker: give init a
-            # moment to reap them.
-            deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(proc.pid, 0)
-                except (ProcessLookupError, PermissionError):
-                    break
-                time.sleep(0.05)
-            for stream in (proc.stdin, proc.stdout):
-                try:
-                    stream.close()
-                except OSError:
-                    pass
+        if self._worker is not None:
+            self._worker.close()
         tmp, self._tmp = self._tmp, None
         if tmp is not None:  # vLLM's ZMQ sockets and scratch files: a killed worker leaves them
             shutil.rmtree(tmp, ignore_errors=True)
@@ -148,7 +126,7 @@ class VllmEngine(Engine):
     @property
     def pid(self) -> int | None:
         """The running worker's process id (its process group's too), or None."""
-        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+        return self._worker.proc.pid if self._worker.running else None
 
     def _environ(self) -> dict[str, str]:
         work = _work_dir()
@@ -163,58 +141,21 @@ class VllmEngine(Engine):
             env["OMP_NUM_THREADS"] = str(max(1, cpus - 1))
         return env
 
-    def _ensure(self) -> subprocess.Popen:
-        """The running worker, started (and waited for until it is ready) if there is none."""
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc
+    def _ensure(self) -> None:
+        """Start a worker (and wait until it is ready) if none runs."""
+        if self._worker.running:
+            return
         self.close()
-        self._stderr.seek(0)
-        self._stderr.truncate()
         started = time.perf_counter()
-        self._proc = subprocess.Popen(
-            [str(self.python), str(WORKER), str(self.folder), json.dumps(self.options)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
-            encoding="utf-8", env=self._environ(), start_new_session=True,  # killpg takes all
-        )
-        ready = self._read(self._proc, self.startup_timeout, "startup")
+        self._worker.env = self._environ()
+        self._worker.start()
+        ready = self._worker.read(self.startup_timeout, "startup")
         self.startup_s = ready.get("startup_s", round(time.perf_counter() - started, 2))
         self.version = ready.get("version")
-        return self._proc
 
     def _call(self, request: dict) -> dict:
-        proc = self._ensure()
-        try:
-            proc.stdin.write(json.dumps(request) + "\n")
-            proc.stdin.flush()
-        except (BrokenPipeError, OSError):
-            pass  # _read finds it dead and says so
-        reply = self._read(proc, self.call_timeout, request["op"])
+        self._ensure()
+        reply = self._worker.call(request, self.call_timeout)
         if "error" in reply:
             raise EngineError(f"vLLM refused the {request['op']} request: {reply['error']}")
         return reply
-
-    def _read(self, proc: subprocess.Popen, timeout: float, what: str) -> dict:
-        try:
-            ready, _, _ = select.select([proc.stdout], [], [], timeout)
-            line = proc.stdout.readline() if ready else ""
-        except (OSError, ValueError):
-            line = ""
-        if line:
-            return json.loads(line)
-        try:
-            proc.wait(timeout=2)  # it closed its stdout: let it finish dying
-        except subprocess.TimeoutExpired:
-            pass
-        hung = proc.poll() is None
-        self.close()
-        how = f"hung for {timeout:g} s" if hung else (
-            f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}")
-        raise EngineCrash(f"vLLM died ({how}) on {what}{self._last_words()}")
-
-    def _last_words(self) -> str:
-        """The last line the worker wrote to stderr (an exception, vLLM's last complaint)."""
-        self._stderr.seek(0)
-        lines = [ln.strip() for ln in self._stderr.read().splitlines() if ln.strip()]
-        self._stderr.seek(0)
-        self._stderr.truncate()
-        return f": {lines[-1][:300]}" if lines else ""

@@ -1,0 +1,116 @@
+"""A library that may abort or hang, run in a process of its own and spoken to in JSON lines.
+
+llama.cpp aborts the process on some inputs and vLLM needs its own Python, so neither runs in
+chainfuzz's process. A `Worker` sends one JSON request per line and reads one JSON reply per
+line; a worker that dies or hangs raises the caller's crash exception, with how it ended and
+the last line it wrote to stderr, and the next call starts a fresh one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import tempfile
+import time
+
+
+class Worker:
+    """The process ``argv``; ``crash`` is the exception a death or a hang raises, ``name``
+    what its message calls the worker. With ``own_group`` it runs in a process group of its
+    own and closing it kills the whole group (vLLM starts processes of its own)."""
+
+    def __init__(self, argv: list[str], *, name: str, crash: type[Exception], env: dict | None = None,
+                 own_group: bool = False) -> None:
+        self.argv, self.name, self.crash = argv, name, crash
+        self.env = env  # None: chainfuzz's own environment
+        self.own_group = own_group
+        self.proc: subprocess.Popen | None = None
+        self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> None:
+        """Start a fresh process (the old one, if any, is killed first)."""
+        self.close()
+        self.last_words()  # forget the old process' stderr
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+            text=True, encoding="utf-8", env={**(self.env or os.environ), "PYTHONUNBUFFERED": "1"},
+            start_new_session=self.own_group)
+
+    def call(self, request: dict, timeout: float) -> dict:
+        """Send ``request`` (starting the process if none runs) and return its reply."""
+        if not self.running:
+            self.start()
+        self.last_words()  # the worker shares this file's offset: what follows is this call's
+        try:
+            self.proc.stdin.write(json.dumps(request) + "\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # read() finds it dead and says how
+        return self.read(timeout, request["op"])
+
+    def read(self, timeout: float, what: str) -> dict:
+        """The next reply, within ``timeout`` seconds; else the crash exception."""
+        proc = self.proc
+        try:
+            ready, _, _ = select.select([proc.stdout], [], [], timeout)
+            line = proc.stdout.readline() if ready else ""
+        except (OSError, ValueError):
+            line = ""
+        if line:
+            return json.loads(line)
+        try:
+            proc.wait(timeout=2)  # it closed its stdout: let it finish dying
+        except subprocess.TimeoutExpired:
+            pass
+        hung = proc.poll() is None
+        self.close()
+        how = f"hung for {timeout:g} s" if hung else (
+            f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}")
+        raise self.crash(f"{self.name} died ({how}) on {what}{self.last_words()}")
+
+    def last_words(self, *, first: bool = False) -> str:
+        """The last line the worker wrote to stderr since the previous look (an abort's
+        message), or the first (the cause, before the follow-ups); ``""`` if none."""
+        self._stderr.seek(0)
+        lines = [ln.strip() for ln in self._stderr.read().splitlines() if ln.strip()]
+        self._stderr.seek(0)
+        self._stderr.truncate()
+        return f": {lines[0 if first else -1][:300]}" if lines else ""
+
+    def close(self) -> None:
+        """Kill the process (and its group) and wait until it is gone."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if self.own_group:
+            _kill_group(proc)
+        else:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def _kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + grace  # children outlive the leader briefly: let init reap them
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.05)
