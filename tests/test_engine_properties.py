@@ -98,6 +98,16 @@ def test_the_missing_attention_mask_fails_on_the_fixed_batch_and_names_it(tiny):
     assert "(a batch of 2, at position 1)" in err.value.message
 
 
+def test_a_batch_failure_shrinks_to_the_smallest_batch_and_prompts(tiny):
+    """Two prompts (the defect needs another of a different length) with empty contents."""
+    settings = RunSettings(max_examples=5, seed=0, max_findings=1, shrink_seconds=60.0)
+    [finding] = run_property(get("engine.batch_invariant"), _ctx(tiny, attention_mask=False), settings).findings
+    case = finding.case
+    assert len(case["others"]) == 1
+    texts = [m["content"] for conv in (case["prompt"], *case["others"]) for m in conv["messages"]]
+    assert all(t == "" for t in texts), case
+
+
 def test_a_stale_cache_is_caught_only_after_a_sibling_warmed_it(tiny):
     """Cold and warm-from-itself agree even with the defect: the sibling step is what finds it."""
     from chainfuzz.engines.hf import TransformersEngine
