@@ -24,7 +24,7 @@ test: $(FULL) $(VLLM_STAMP)
 	$(BIN)/chainfuzz model tiny
 	$(BIN)/python -m pytest -q
 
-bench: $(FULL)
+bench: $(FULL) $(VLLM_STAMP)
 	$(BIN)/python bench/bench_template.py --sweep
 	$(BIN)/python bench/bench_tokenizer.py
 	$(BIN)/python bench/bench_fuzz.py
