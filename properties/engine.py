@@ -44,19 +44,31 @@ def _prompt_ids(ctx, case: dict) -> list[int]:
 
 def _each(ctx, check_one) -> None:
     """Run ``check_one(engine)`` on every engine that can do what the property needs; an engine
-    crash, or a refusal of a prompt the reference takes, is a finding of its own. Skip the
-    input if no engine could run it."""
-    ran = False
+    crash, or a refusal of a prompt the reference takes, is a finding of its own. Every engine
+    runs, so one engine's defect never hides another's; the first failure is raised, named with
+    every engine that fails the same way. Skip the input if no engine could run it."""
+    ran, failures = False, []
     for engine in ctx.engines:
         try:
             check_one(engine)
-            ran = True
         except Unsupported:
             continue
+        except Failure as failure:
+            failures.append((engine.name, failure))
         except EngineCrash as exc:
-            raise Failure(f"{engine.name} crashed: {exc}", key=f"{engine.name}:crashed") from None
+            failures.append((engine.name, Failure(f"{engine.name} crashed: {exc}", key=f"{engine.name}:crashed")))
         except EngineError as exc:
-            raise Failure(f"{engine.name} refused the request: {exc}", key=f"{engine.name}:refuses") from None
+            failures.append((engine.name, Failure(f"{engine.name} refused the request: {exc}",
+                                                  key=f"{engine.name}:refuses")))
+        ran = True
+    if failures:
+        name, first = failures[0]
+        kind = first.key.removeprefix(name + ":")
+        names = [name, *(n for n, f in failures[1:] if f.key.removeprefix(n + ":") == kind)]
+        if len(names) > 1:  # messages start with the engine's name
+            first.key = "+".join(names) + ":" + kind
+            first.message = ", ".join(names) + first.message.removeprefix(name)
+        raise first
     if not ran:
         raise Skip("no engine of this run supports the property")
 

@@ -212,3 +212,16 @@ def test_an_engine_that_refuses_or_dies_is_a_finding_not_an_internal_error(tiny,
     with pytest.raises(Failure) as err:
         get("engine.greedy_deterministic").check(ctx, CASE)
     assert err.value.key == key
+
+
+def test_engines_failing_the_same_way_are_named_together_and_none_hides_another(tiny):
+    from chainfuzz.engines.hf import TransformersEngine
+
+    ctx = Context(load_target(tiny))
+    ctx.engines = [TransformersEngine(tiny), TransformersEngine(tiny, attention_mask=False),
+                   TransformersEngine(tiny, temperature=1.0, attention_mask=False)]
+    with pytest.raises(Failure) as err:
+        get("engine.batch_invariant").check(ctx, BATCH)
+    assert err.value.key == ("transformers(no attention mask)+transformers(temperature=1)(no attention mask)"
+                             ":batch changes tokens")
+    assert err.value.message.startswith("transformers(no attention mask), transformers(temperature=1)")
