@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import chainfuzz
 from chainfuzz import strategies
 from chainfuzz.engines import EngineCrash, EngineError, Unsupported
-from chainfuzz.errors import Failure, Skip, assume
+from chainfuzz.errors import Failure, Skip, assume, named_together
 
 RUNS = 3  # greedy runs of one prompt in engine.greedy_deterministic
 NEW_TOKENS = 8
@@ -62,13 +62,7 @@ def _each(ctx, check_one) -> None:
                                                   key=f"{engine.name}:refuses")))
         ran = True
     if failures:
-        name, first = failures[0]
-        kind = first.key.removeprefix(name + ":")
-        names = [name, *(n for n, f in failures[1:] if f.key.removeprefix(n + ":") == kind)]
-        if len(names) > 1:  # messages start with the engine's name
-            first.key = "+".join(names) + ":" + kind
-            first.message = ", ".join(names) + first.message.removeprefix(name)
-        raise first
+        raise named_together(failures)
     if not ran:
         raise Skip("no engine of this run supports the property")
 

@@ -14,7 +14,7 @@ from hypothesis.errors import UnsatisfiedAssumption
 
 import chainfuzz
 from chainfuzz import strategies
-from chainfuzz.errors import Failure, assume
+from chainfuzz.errors import Failure, assume, named_together
 from chainfuzz.messages import all_strings
 from chainfuzz.strategies import split
 from chainfuzz.tokenization import TokenizerCrash
@@ -47,16 +47,9 @@ def _each(tokenizers, check_one) -> None:
         try:
             check_one(tok)
         except Failure as f:
-            failures.append(f)
-    if not failures:
-        return
-    first = failures[0]
-    impl, kind = first.key.split(":", 1)
-    names = [impl, *(f.key.split(":", 1)[0] for f in failures[1:] if f.key.split(":", 1)[1] == kind)]
-    if len(names) > 1:  # messages start with the implementation's name
-        first.key = "+".join(names) + ":" + kind
-        first.message = ", ".join(names) + first.message.removeprefix(impl)
-    raise first
+            failures.append((f.key.split(":", 1)[0], f))  # keys are "IMPL:KIND"
+    if failures:
+        raise named_together(failures)
 
 
 # --- tokenizer.roundtrip --------------------------------------------------------------------

@@ -58,6 +58,19 @@ class Skip(UnsatisfiedAssumption):
     """
 
 
+def named_together(failures: list[tuple[str, Failure]]) -> Failure:
+    """The first of ``(name, failure)`` pairs from implementations or engines checked on one
+    input, its key and message naming every one that fails the same way ("NAME:KIND" keys,
+    messages that start with the name): one's defect never hides another's."""
+    name, first = failures[0]
+    kind = first.key.removeprefix(name + ":")
+    names = [name, *(n for n, f in failures[1:] if f.key.removeprefix(n + ":") == kind)]
+    if len(names) > 1:
+        first.key = "+".join(names) + ":" + kind
+        first.message = ", ".join(names) + first.message.removeprefix(name)
+    return first
+
+
 def assume(condition: object, reason: str = "input does not apply") -> None:
     """Skip the current input unless ``condition`` holds."""
     if not condition:
