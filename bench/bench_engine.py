@@ -12,12 +12,16 @@ engine given and each engine property, it prints:
   batch_invariant 2 (one a batch), prefix_cache_invariant 5, stream_matches_full 2-3 text
   requests of 24 tokens (3x the 8 of a plain call).
 
-Usage: python bench/bench_engine.py [--engines transformers llama.cpp vllm URL] [--cases N]
+Engines are ``--engine`` specs (an OpenAI server's URL too), or ``serve:llama`` /
+``serve:vllm``: llama-cpp-python's or vLLM's server, started here for the run.
+
+Usage: python bench/bench_engine.py [--engines transformers llama.cpp vllm serve:vllm URL] [--cases N]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -101,9 +105,27 @@ def main() -> None:
             model = build(TinySpec("qwen2"), Path(tmp) / "tiny")
         for spec in args.engines:
             try:
-                bench_engine(spec, model, args.cases)
+                with _served(spec, model) as engine_spec:
+                    bench_engine(engine_spec, model, args.cases)
             except Exception as exc:  # noqa: BLE001 - one engine missing here must not end the bench
                 print(f"\n{spec}: not run: {exc}")
+
+
+@contextlib.contextmanager
+def _served(spec: str, model: Path):
+    """``spec`` itself, or for ``serve:llama`` / ``serve:vllm`` the URL of that server, started
+    on 127.0.0.1 for the bench (llama-cpp-python's on the model's GGUF, vLLM's on the folder)."""
+    if not spec.startswith("serve:"):
+        yield spec
+        return
+    from chainfuzz.engines import gguf_model, servers
+
+    kind = spec.removeprefix("serve:")
+    start = time.perf_counter()
+    server = servers.llama_server(gguf_model.write(model)) if kind == "llama" else servers.vllm_server(model)
+    with server as url:
+        print(f"\n{spec}: server up in {time.perf_counter() - start:.1f}s at {url}")
+        yield url
 
 
 if __name__ == "__main__":
