@@ -17,7 +17,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from .errors import TargetError
 
@@ -289,8 +288,7 @@ _GGUF_CONTROL = 3
 
 
 def _load_gguf(p: Path) -> list[Target]:
-    """The targets of a GGUF file, read once per process while the file is unchanged:
-    ``GGUFReader`` takes seconds on a large vocabulary (8-20 s for 262k tokens)."""
+    """The targets of a GGUF file, read once per process while the file is unchanged."""
     try:
         stat = p.stat()
     except OSError as exc:
@@ -304,33 +302,34 @@ def _load_gguf_cached(resolved: Path, path: str, mtime_ns: int, size: int) -> tu
 
 
 def _read_gguf(p: Path) -> list[Target]:
-    try:
-        from gguf import GGUFReader
+    from .gguf_kv import read_kv
 
-        reader = GGUFReader(p)
-    except Exception as exc:  # the reader raises ValueError, struct.error, OSError...
+    try:
+        kv = read_kv(p)
+    except (OSError, ValueError) as exc:
         raise TargetError(f"{p}: not a readable GGUF file ({type(exc).__name__}: {exc})") from None
 
     def scalar(key):
-        f = reader.fields.get(key)
-        return None if f is None else f.contents()
+        value = kv.get(key, (None, None, None))[1]
+        return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
     named: dict[str | None, str] = {}
-    for key in reader.fields:
+    for key in kv:
         if key == "tokenizer.chat_template":
             named[None] = scalar(key)
         elif key.startswith("tokenizer.chat_template."):
             named[key.removeprefix("tokenizer.chat_template.")] = scalar(key)
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    tokens = kv.get("tokenizer.ggml.tokens", (None, None, None))[1]
     if not named and tokens is None:
         raise TargetError(f"{p}: GGUF file has neither a chat template nor a vocabulary")
     if bad := [k for k, v in named.items() if not isinstance(v, str)]:
         raise TargetError(f"{p}: tokenizer.chat_template{'.' + bad[0] if bad[0] else ''} is not a string")
-    # Decode only the tokens needed: a vocabulary holds up to ~260k strings.
-    n_tokens = 0 if tokens is None else len(tokens.data)
+    if tokens is not None and not all(isinstance(t, bytes) for t in tokens):
+        raise TargetError(f"{p}: tokenizer.ggml.tokens is not an array of strings")
+    n_tokens = 0 if tokens is None else len(tokens)
 
     def token(i: int) -> str:
-        return bytes(tokens.parts[tokens.data[i]]).decode("utf-8", "replace")
+        return tokens[i].decode("utf-8", "replace")
 
     special = {}
     for key, name in (("bos", "bos_token"), ("eos", "eos_token"), ("unknown", "unk_token"),
@@ -338,10 +337,9 @@ def _read_gguf(p: Path) -> list[Target]:
         idx = scalar(f"tokenizer.ggml.{key}_token_id")
         if isinstance(idx, int) and 0 <= idx < n_tokens:
             special[name] = token(idx)
-    types = reader.fields.get("tokenizer.ggml.token_type")
+    types = kv.get("tokenizer.ggml.token_type", (None, None, None))[1]
     control = set(special.values())
-    if types is not None and n_tokens:
-        kinds = np.concatenate([types.parts[i] for i in types.data])
-        control |= {token(int(i)) for i in np.flatnonzero(kinds[:n_tokens] == _GGUF_CONTROL)}
+    if isinstance(types, list) and n_tokens:
+        control |= {token(i) for i, kind in enumerate(types[:n_tokens]) if kind == _GGUF_CONTROL}
     tokenizer = _source("gguf", p, [p]) if n_tokens else None
     return _targets(named, p, special, control, tokenizer)

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from ..errors import UsageError
+from ..gguf_kv import read_kv
 
 FILENAME = "model-f32.gguf"
 
@@ -63,6 +64,7 @@ def _write(folder: Path, path: Path) -> None:
     import numpy as np
     from safetensors.numpy import load_file
 
+    from ..targets import load_target
     from .tiny import vocab_path
 
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -102,7 +104,7 @@ def _write(folder: Path, path: Path) -> None:
         if name.startswith("tokenizer.") and name != "tokenizer.chat_template":
             writer.add_key_value(name, value, gguf.GGUFValueType(kind),
                                  sub_type=None if sub is None else gguf.GGUFValueType(sub))
-    template = _chat_template(folder)
+    template = load_target(folder).source  # the folder's own: it may override the vocab's
     if template is not None:
         writer.add_chat_template(template)
 
@@ -121,74 +123,3 @@ def _write(folder: Path, path: Path) -> None:
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-
-
-# GGUF value types: (struct format, size) of the fixed-size ones; 8 is a string, 9 an array.
-_SCALARS = {0: ("B", 1), 1: ("b", 1), 2: ("H", 2), 3: ("h", 2), 4: ("I", 4), 5: ("i", 4),
-            6: ("f", 4), 7: ("?", 1), 10: ("Q", 8), 11: ("q", 8), 12: ("d", 8)}
-_STRING, _ARRAY = 8, 9
-
-
-def read_kv(path: Path) -> dict[str, tuple[int, object, int | None]]:
-    """A GGUF's key-value pairs as ``{key: (type, value, array element type)}``, strings as
-    raw bytes (so a token that is not valid UTF-8 copies unchanged).
-
-    ``gguf.GGUFReader`` takes ~12 s on a 150k-token vocabulary (a numpy view per string); this
-    reads the same header with ``struct`` in a fraction of a second.
-    """
-    import struct
-
-    data = Path(path).read_bytes()
-    if data[:4] != b"GGUF":
-        raise UsageError(f"{path} is not a GGUF file")
-    version, _n_tensors, n_kv = struct.unpack_from("<IQQ", data, 4)
-    if version < 2:
-        raise UsageError(f"{path} is GGUF version {version}; only version 2 and later are read")
-    pos = 24
-
-    def string() -> bytes:
-        nonlocal pos
-        (n,) = struct.unpack_from("<Q", data, pos)
-        pos += 8 + n
-        return data[pos - n:pos]
-
-    def scalar(kind: int):
-        nonlocal pos
-        fmt, size = _SCALARS[kind]
-        (value,) = struct.unpack_from("<" + fmt, data, pos)
-        pos += size
-        return value
-
-    out = {}
-    for _ in range(n_kv):
-        key = string().decode("utf-8")
-        (kind,) = struct.unpack_from("<I", data, pos)
-        pos += 4
-        if kind == _STRING:
-            out[key] = (kind, string(), None)
-        elif kind == _ARRAY:
-            sub, n = struct.unpack_from("<IQ", data, pos)
-            pos += 12
-            if sub == _STRING:
-                values = [string() for _ in range(n)]
-            elif sub in _SCALARS:
-                fmt, size = _SCALARS[sub]
-                values = list(struct.unpack_from(f"<{n}{fmt}", data, pos))
-                pos += n * size
-            else:
-                raise UsageError(f"{path}: key {key!r} is an array of type {sub}, not read here")
-            out[key] = (kind, values, sub)
-        else:
-            out[key] = (kind, scalar(kind), None)
-    return out
-
-
-def _chat_template(folder: Path):
-    """The folder's own chat template (it may override the vocab GGUF's), or None."""
-    jinja = folder / "chat_template.jinja"
-    if jinja.exists():
-        return jinja.read_text(encoding="utf-8")
-    config = folder / "tokenizer_config.json"
-    if config.exists():
-        return json.loads(config.read_text(encoding="utf-8")).get("chat_template")
-    return None
