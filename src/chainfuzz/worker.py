@@ -13,8 +13,10 @@ import os
 import select
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+from typing import Callable
 
 
 class Worker:
@@ -99,6 +101,20 @@ class Worker:
                 stream.close()
             except OSError:
                 pass
+
+
+def serve(start: Callable[[], Callable[[dict], dict]]) -> None:
+    """The worker's side: ``start()`` loads the library and returns the request handler, then
+    each request line gets its reply line. A native library writes to fd 1 itself (an abort's
+    message, say), so replies get their own copy of stdout and fd 1 points at stderr, before
+    the library is loaded: nothing else lands in the reply stream."""
+    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    handle = start()
+    for line in sys.stdin:
+        out.write(json.dumps(handle(json.loads(line))) + "\n")
+        out.flush()
 
 
 def _kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:

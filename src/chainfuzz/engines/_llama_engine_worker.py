@@ -19,9 +19,10 @@ Two contexts share the model's weights:
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import sys
+
+from chainfuzz.worker import serve
 
 N_CTX = 4096
 N_UBATCH = 512  # llama-server's default physical batch
@@ -36,25 +37,21 @@ class Refused(Exception):
     """llama.cpp returned an error for the input (``llama_decode`` != 0) instead of aborting."""
 
 
-def main(path: str) -> None:
-    # llama.cpp writes to fd 1 itself (an abort's message, say): replies get their own copy of
-    # stdout and fd 1 points at stderr, so nothing else lands in the reply stream.
-    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+def handler(path: str):
+    """Load the model; the function that answers each request."""
     import llama_cpp
 
     worker = Worker(llama_cpp, path)
-    for line in sys.stdin:
-        req = json.loads(line)
+
+    def handle(req: dict) -> dict:
         try:
-            reply = worker.handle(req)
+            return worker.handle(req)
         except Refused as exc:
-            reply = {"refused": str(exc)}
+            return {"refused": str(exc)}
         except Exception as exc:  # noqa: BLE001 - reported to the engine, the worker lives on
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
+            return {"error": f"{type(exc).__name__}: {exc}"}
+
+    return handle
 
 
 class Worker:
@@ -267,4 +264,4 @@ def _log_errors(llama_cpp) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    serve(lambda: handler(sys.argv[1]))

@@ -8,35 +8,30 @@ stdout. Run as ``python -m chainfuzz.tokenization._llama_worker GGUF``.
 from __future__ import annotations
 
 import ctypes
-import json
-import os
 import sys
 
+from chainfuzz.worker import serve
 
-def main(path: str) -> None:
-    # llama.cpp writes to fd 1 itself (an abort's message, say): replies get their own copy of
-    # stdout and fd 1 points at stderr, so nothing else lands in the reply stream.
-    out = os.fdopen(os.dup(1), "w", encoding="utf-8")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
+
+def handler(path: str):
+    """Load the vocabulary; the function that answers each request."""
     import llama_cpp
 
     llm = llama_cpp.Llama(path, vocab_only=True, verbose=False)
     vocab = llm._model.vocab
-    for line in sys.stdin:
-        req = json.loads(line)
+
+    def handle(req: dict) -> dict:
         op = req["op"]
         if op == "info":
-            reply = info(llama_cpp, llm, vocab)
-        elif op == "encode":
-            reply = {"ids": llm.tokenize(req["text"].encode("utf-8"), add_bos=req["add_special"],
-                                         special=req["parse_special"])}
-        elif op == "decode":
-            reply = {"text": detokenize(llama_cpp, vocab, req["ids"]).decode("utf-8", "replace")}
-        else:
-            reply = {"error": f"unknown op {op!r}"}
-        out.write(json.dumps(reply) + "\n")
-        out.flush()
+            return info(llama_cpp, llm, vocab)
+        if op == "encode":
+            return {"ids": llm.tokenize(req["text"].encode("utf-8"), add_bos=req["add_special"],
+                                        special=req["parse_special"])}
+        if op == "decode":
+            return {"text": detokenize(llama_cpp, vocab, req["ids"]).decode("utf-8", "replace")}
+        return {"error": f"unknown op {op!r}"}
+
+    return handle
 
 
 def detokenize(llama_cpp, vocab, ids: list[int]) -> bytes:
@@ -82,4 +77,4 @@ def _text(llama_cpp, vocab, i: int) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    serve(lambda: handler(sys.argv[1]))
