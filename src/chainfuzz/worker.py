@@ -92,7 +92,7 @@ class Worker:
         if proc is None:
             return
         if self.own_group:
-            _kill_group(proc)
+            kill_group(proc)
         else:
             proc.kill()
             proc.wait()
@@ -117,7 +117,9 @@ def serve(start: Callable[[], Callable[[dict], dict]]) -> None:
         out.flush()
 
 
-def _kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+def kill_group(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """SIGKILL ``proc``'s process group (it was started with a session of its own) and wait
+    up to ``grace`` seconds for the children too to be gone."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):

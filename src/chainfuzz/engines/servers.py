@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ChainfuzzError
+from ..worker import kill_group
 
 HOST = "127.0.0.1"
 SEED = 0
@@ -166,23 +167,12 @@ def _stop(process: subprocess.Popen, grace: float = 15.0) -> None:
     """SIGTERM the process group, then SIGKILL whatever of it is left after ``grace`` seconds
     (vLLM's EngineCore child can outlive its parent)."""
     if grace > 0:
-        _signal_group(process, signal.SIGTERM)
         try:
+            os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
+        except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
             pass
-    _signal_group(process, signal.SIGKILL)
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-
-
-def _signal_group(process: subprocess.Popen, sig: int) -> None:
-    try:
-        os.killpg(process.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+    kill_group(process)
 
 
 def _tail(log: Path, lines: int = 15) -> str:
