@@ -33,7 +33,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from measure import draw_cases, rate  # noqa: E402
 
 from chainfuzz import registry  # noqa: E402
-from chainfuzz.builtin_properties import engine as engine_properties  # noqa: E402
+from chainfuzz.properties import engine as engine_properties  # noqa: E402
 from chainfuzz.context import Context  # noqa: E402
 from chainfuzz.engines import Unsupported  # noqa: E402
 from chainfuzz.errors import Failure, Skip  # noqa: E402

@@ -1,7 +1,7 @@
 """Atheris throughput per harness: executions per second of ``chainfuzz fuzz``, measured.
 
 For each (target, harness) it runs the harness exactly as ``chainfuzz fuzz`` does (a
-subprocess under libFuzzer, seeds from ``corpus/``, findings into a throw-away folder) and
+subprocess under libFuzzer, seeds from ``src/chainfuzz/fuzz/seeds/``, findings into a throw-away folder) and
 prints:
 - exec/s: inputs libFuzzer ran per second, from the first input to the end;
 - checked: the share of those inputs that decoded to a whole case and reached a property
@@ -22,7 +22,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from chainfuzz import corpus, fuzzrun
+from chainfuzz import corpus
+from chainfuzz.fuzz import launch
 
 ROWS = (
     ("templates/Qwen-Qwen2.5-7B-Instruct.jinja", "template"),
@@ -34,9 +35,9 @@ ROWS = (
 )
 
 
-def measure(path: Path, harness: str, seconds: int, instrument: bool) -> fuzzrun.HarnessRun:
+def measure(path: Path, harness: str, seconds: int, instrument: bool) -> launch.HarnessRun:
     with tempfile.TemporaryDirectory() as tmp:
-        report = fuzzrun.fuzz(path, harness=harness, budget=seconds, crashes_dir=Path(tmp),
+        report = launch.fuzz(path, harness=harness, budget=seconds, crashes_dir=Path(tmp),
                               seed=1, instrument=instrument)
     [run] = report.runs
     if run.internal_error:

@@ -24,7 +24,7 @@ from transformers.utils.chat_template_utils import render_jinja_template
 from chainfuzz import corpus, registry
 from chainfuzz.context import Context
 from chainfuzz.errors import Failure, Skip
-from chainfuzz.runner import RunSettings, run_property
+from chainfuzz.internal.runner import RunSettings, run_property
 from chainfuzz.targets import load_target
 
 TEMPLATES = ("Qwen-Qwen2.5-7B-Instruct", "meta-llama-Llama-3.1-8B-Instruct",

@@ -45,8 +45,8 @@ from chainfuzz.context import Context
 from chainfuzz.corpus import corpus_root
 from chainfuzz.errors import Failure, Skip
 from chainfuzz.messages import all_strings
-from chainfuzz.render import RenderError
-from chainfuzz.runner import RunSettings, run_property
+from chainfuzz.template.render import RenderError
+from chainfuzz.internal.runner import RunSettings, run_property
 from chainfuzz.targets import load_target
 
 TARGETS = ("ggml-vocab-qwen2.gguf", "ggml-vocab-llama-spm.gguf", "ggml-vocab-phi-3.gguf",

@@ -1,15 +1,15 @@
 """Atheris harness "tokenizer": tokenizer.roundtrip, special_tokens_inert, impls_agree.
 
-A thin wrapper over ``python -m chainfuzz.fuzzing tokenizer`` (what ``chainfuzz fuzz`` runs). The
+A thin wrapper over ``python -m chainfuzz.fuzz.harness tokenizer`` (what ``chainfuzz fuzz`` runs). The
 target is ``$CHAINFUZZ_TARGET`` or the first argument; chainfuzz's options (--crashes DIR,
 --events FILE, --no-instrument), libFuzzer's flags and corpus folders follow, e.g.::
 
-    python fuzz/fuzz_tokenizer.py TARGET -max_total_time=60 work-corpus/ corpus/tokenizer/
+    python fuzz/fuzz_tokenizer.py TARGET -max_total_time=60 work-corpus/ src/chainfuzz/fuzz/seeds/tokenizer/
 """
 
 import sys
 
-from chainfuzz.fuzzing import script_main
+from chainfuzz.fuzz.harness import script_main
 
 if __name__ == "__main__":
     sys.exit(script_main("tokenizer"))

@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from chainfuzz.render import Renderer, RenderError
+from chainfuzz.template.render import Renderer, RenderError
 from chainfuzz.targets import load_target
 
 FAST = ("--max-examples", "20", "--seed", "1")

@@ -12,7 +12,7 @@ import pytest
 from chainfuzz import corpus
 from chainfuzz.context import Context
 from chainfuzz.registry import get
-from chainfuzz.runner import RunSettings, run_property
+from chainfuzz.internal.runner import RunSettings, run_property
 from chainfuzz.sweep import sweep
 from chainfuzz.targets import load_target
 

@@ -10,10 +10,10 @@ import shutil
 
 import pytest
 
-from chainfuzz import crashes
+from chainfuzz import cases
 from chainfuzz.check import check
 from chainfuzz.replay import replay
-from chainfuzz.runner import RunSettings
+from chainfuzz.internal.runner import RunSettings
 
 pytest_plugins = ["pytester"]
 
@@ -224,6 +224,6 @@ def test_case_files_finds_only_cases(recorded, tmp_path):
     (crash_dir / "notes.json").write_text('{"hello": 1}', encoding="utf-8")
     (crash_dir / "sub").mkdir()
     shutil.copy(case, crash_dir / "sub" / case.name)
-    assert sorted(crashes.case_files([crash_dir])) == sorted([case, crash_dir / "sub" / case.name])
-    with pytest.raises(crashes.UsageError):
-        crashes.read(crash_dir / "notes.json")
+    assert sorted(cases.case_files([crash_dir])) == sorted([case, crash_dir / "sub" / case.name])
+    with pytest.raises(cases.UsageError):
+        cases.read(crash_dir / "notes.json")

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.corpus
 from chainfuzz import Failure  # noqa: E402
 from chainfuzz.context import Context  # noqa: E402
 from chainfuzz.registry import get  # noqa: E402
-from chainfuzz.runner import RunSettings, run_property  # noqa: E402
+from chainfuzz.internal.runner import RunSettings, run_property  # noqa: E402
 from chainfuzz.targets import load_target  # noqa: E402
 
 RUN = RunSettings(max_examples=5, seed=0, max_findings=1, shrink_seconds=2.0)
@@ -170,9 +170,9 @@ def test_an_engine_finding_records_its_engines_and_replays_with_them(tiny, tmp_p
     engines, and a recorded engine that cannot start here makes the case "missing"."""
     import json
 
-    from chainfuzz.crashes import record, write
+    from chainfuzz.cases import record, write
     from chainfuzz.replay import replay
-    from chainfuzz.runner import run_property as run
+    from chainfuzz.internal.runner import run_property as run
 
     ctx = _ctx(tiny, crop_cache=False)
     finding = run(get("engine.prefix_cache_invariant"), ctx, RUN).findings[0]

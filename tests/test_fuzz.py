@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from chainfuzz import crashes
-from chainfuzz.runner import signature
+from chainfuzz import cases
+from chainfuzz.fuzz.launch import SEEDS
+from chainfuzz.internal.runner import signature
 
 pytest.importorskip("atheris")
 
@@ -35,8 +36,8 @@ def test_planted_defect_is_found_shrunk_recorded_once_and_replayed(cli, write_te
     assert _executions(r.out) > 0
     [case] = found.glob("template.renders--nullcrash.jinja--*.json")
     assert str(case) in r.out
-    rec = crashes.read(case)
-    assert rec["chainfuzz_case"] == crashes.FORMAT and rec["status"] == "open"
+    rec = cases.read(case)
+    assert rec["chainfuzz_case"] == cases.FORMAT and rec["status"] == "open"
     assert rec["severity"] == "error"
     assert rec["key"] == sources.null_crash_key
     assert rec["signature"] == signature("template.renders", "nullcrash.jinja", rec["key"])
@@ -82,12 +83,12 @@ def test_atheris_script_wrapper_runs_the_harness_from_the_seeds(write_template, 
     (tmp_path / "work").mkdir()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "fuzz" / "fuzz_template.py"), str(tpl), "--crashes", "found",
-         "-seed=1", "-max_total_time=6", "work", str(ROOT / "corpus" / "template")],
+         "-seed=1", "-max_total_time=6", "work", str(SEEDS / "template")],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, env=os.environ.copy())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert re.search(r"^Done \d+ runs", proc.stderr, re.MULTILINE)
     assert len(list((tmp_path / "found").glob("template.renders--nullcrash.jinja--*.json"))) == 1
-    assert not list((ROOT / "corpus" / "template").glob("[0-9a-f]" * 40))  # seeds stay as they are
+    assert not list((SEEDS / "template").glob("[0-9a-f]" * 40))  # seeds stay as they are
 
 
 @pytest.mark.parametrize("args, words", [

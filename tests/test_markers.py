@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chainfuzz.context import Context
-from chainfuzz.markers import alternative_closers, pairs_by_name, unbalanced, vocabulary
+from chainfuzz.template.markers import alternative_closers, pairs_by_name, unbalanced, vocabulary
 from chainfuzz.targets import Target
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"

@@ -24,7 +24,7 @@ import pytest
 
 from chainfuzz.context import Context
 from chainfuzz.registry import get
-from chainfuzz.runner import PropertyResult, RunSettings, run_property
+from chainfuzz.internal.runner import PropertyResult, RunSettings, run_property
 from chainfuzz.targets import Target
 from verdicts import check_once, severity
 

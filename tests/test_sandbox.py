@@ -9,8 +9,8 @@ import pytest
 
 from chainfuzz import registry
 from chainfuzz.context import Context
-from chainfuzz.render import Renderer, RenderError
-from chainfuzz.runner import RunSettings, run_property
+from chainfuzz.template.render import Renderer, RenderError
+from chainfuzz.internal.runner import RunSettings, run_property
 from chainfuzz.targets import BARE_TEMPLATE_TOKENS, Target
 
 USER_HI = [{"role": "user", "content": "hi"}]

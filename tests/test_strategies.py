@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
 from chainfuzz.messages import content_texts
-from chainfuzz.reduce import reduce_case
+from chainfuzz.internal.reduce import reduce_case
 from chainfuzz.strategies import conversations, plain_text
 
 MARKERS = ("<|im_start|>", "<|im_end|>", "<tool_call>")

@@ -8,7 +8,7 @@ import gguf
 import pytest
 
 from chainfuzz.errors import TargetError
-from chainfuzz.render import Renderer
+from chainfuzz.template.render import Renderer
 from chainfuzz.targets import BARE_TEMPLATE_TOKENS, load_target, load_targets
 
 FAST = ("--max-examples", "20", "--seed", "1")

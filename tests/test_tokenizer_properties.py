@@ -24,7 +24,7 @@ from verdicts import check_once, severity
 
 from chainfuzz.context import Context
 from chainfuzz.registry import all_properties, get
-from chainfuzz.runner import PropertyResult, RunSettings, run_property
+from chainfuzz.internal.runner import PropertyResult, RunSettings, run_property
 from chainfuzz.targets import load_target
 
 SEED = 0
@@ -141,7 +141,7 @@ def search(context):
 
 def test_every_tokenizer_and_chain_property_has_a_planted_defect():
     builtin = {p.id for p in all_properties()
-               if p.applies_to in ("tokenizer", "chain") and p.module.startswith("chainfuzz.builtin_properties")}
+               if p.applies_to in ("tokenizer", "chain") and p.module.startswith("chainfuzz.properties")}
     assert {p.prop for p in PLANTED} == builtin
     assert {p.defect for p in PLANTED} | {p.clean for p in PLANTED} == {*pt.BUILDERS, *pt.GGUF_BUILDERS}
 

@@ -36,8 +36,8 @@ def engine_context(folder, engine):
 
 
 def engine_search(folder, engine, prop: str, examples: int):
-    """A seeded search of ``prop`` on ``engine`` alone (`chainfuzz.runner.PropertyResult`)."""
-    from chainfuzz.runner import RunSettings, run_property
+    """A seeded search of ``prop`` on ``engine`` alone (`chainfuzz.internal.runner.PropertyResult`)."""
+    from chainfuzz.internal.runner import RunSettings, run_property
 
     settings = RunSettings(max_examples=examples, seed=0, max_findings=1, shrink_seconds=2.0)
     return run_property(get(prop), engine_context(folder, engine), settings)

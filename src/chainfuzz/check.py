@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import crashes, registry
+from . import cases, registry
 from .context import Context
 from .errors import UsageError
-from .render import check_compiles
-from .runner import Finding, PropertyResult, RunSettings, run_property
+from .template.render import check_compiles
+from .internal.runner import Finding, PropertyResult, RunSettings, run_property
 from .targets import Target, load_targets
 
 
@@ -131,8 +131,8 @@ def _recorder(treport: TargetReport, ctx: Context, crashes_dir: Path | None):
     def on_finding(finding: Finding) -> None:
         if crashes_dir is None:
             return
-        rec = crashes.record(finding, ctx.target, crashes_dir, engines=ctx.engine_specs)
-        path, _ = crashes.write(rec, crashes_dir)
+        rec = cases.record(finding, ctx.target, crashes_dir, engines=ctx.engine_specs)
+        path, _ = cases.write(rec, crashes_dir)
         treport.cases[finding.signature] = str(path)
 
     return on_finding

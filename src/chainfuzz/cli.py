@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_settings(args):
-    from .runner import RunSettings
+    from .internal.runner import RunSettings
 
     return RunSettings(max_examples=args.max_examples, seed=args.seed)
 
@@ -167,7 +167,7 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_fuzz(args) -> int:
-    from . import fuzzrun
+    from .fuzz import launch as fuzzrun
 
     result = fuzzrun.fuzz(args.path, harness=args.harness, budget=args.budget,
                           crashes_dir=Path(args.crashes).resolve(), seed=args.seed,
@@ -180,7 +180,7 @@ def _cmd_fuzz(args) -> int:
 
 
 def _cmd_replay(args) -> int:
-    from .crashes import case_files
+    from .cases import case_files
     from .replay import replay
 
     files = case_files([Path(p) for p in args.paths])

@@ -7,10 +7,10 @@ import datetime as _dt
 from functools import cached_property
 from pathlib import Path
 
-from . import markers as _markers
+from .template import markers as _markers
 from .errors import Skip, TargetError, UsageError
-from .render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
-from .structure import Structure, learn_structure
+from .template.render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
+from .template.structure import Structure, learn_structure
 from .targets import Target
 
 
@@ -73,7 +73,7 @@ class Context:
 
     @cached_property
     def minijinja(self):
-        from .minijinja_render import MiniJinjaRenderer
+        from .template.minijinja import MiniJinjaRenderer
 
         return MiniJinjaRenderer(self.target, now=self.renderer.now)
 
@@ -122,8 +122,8 @@ class Context:
 
     @cached_property
     def vocab(self):
-        """The vocabulary generators draw from (`chainfuzz.vocab.Vocab`)."""
-        from .vocab import build
+        """The vocabulary generators draw from (`chainfuzz.tokenization.vocab.Vocab`)."""
+        from .tokenization.vocab import build
 
         return build(self.tokenizers, self.markers if self.target.source is not None else ())
 

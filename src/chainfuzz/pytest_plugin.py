@@ -13,7 +13,7 @@ import pytest
 
 
 def pytest_collect_file(file_path: Path, parent):
-    from .crashes import is_case
+    from .cases import is_case
 
     if file_path.suffix == ".json" and is_case(file_path):
         return CaseFile.from_parent(parent, path=file_path)
@@ -27,10 +27,10 @@ class CaseFile(pytest.File):
 
 class CaseItem(pytest.Item):
     def runtest(self) -> None:
-        from . import crashes
+        from . import cases
         from .replay import replay
 
-        status = crashes.read(self.path).get("status", "open")
+        status = cases.read(self.path).get("status", "open")
         outcome = replay(self.path)
         if outcome.status == "skipped":
             pytest.skip(outcome.detail)

@@ -95,7 +95,7 @@ _loaded_dirs: set[Path] = set()
 
 def load_properties(extra_dirs: list[Path] | None = None) -> None:
     """Import the built-in properties and every ``*.py`` in ``./properties`` and ``extra_dirs``."""
-    import chainfuzz.builtin_properties as builtin
+    import chainfuzz.properties as builtin
 
     for info in pkgutil.iter_modules(builtin.__path__):
         importlib.import_module(f"{builtin.__name__}.{info.name}")

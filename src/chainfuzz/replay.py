@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hypothesis.errors import UnsatisfiedAssumption
 
-from . import crashes, registry
+from . import cases, registry
 from .context import Context
 from .errors import ChainfuzzError, Failure
 from .targets import load_target
@@ -32,9 +32,9 @@ class Outcome:
 def replay(path: Path) -> Outcome:
     """Run the recorded property once on the recorded input against the target as it is now."""
     try:
-        rec = crashes.read(path)
+        rec = cases.read(path)
         prop = registry.get(rec["property"])
-        where = crashes.resolve_path(rec["target"]["path"], path)
+        where = cases.resolve_path(rec["target"]["path"], path)
         if not where.exists():
             return Outcome(path, prop.id, "missing", f"target {where} is not on this machine")
         target = load_target(where, rec["target"].get("template_name"))

@@ -6,7 +6,7 @@ import json
 from typing import TextIO
 
 from .check import CheckReport, TargetReport
-from .runner import Finding
+from .internal.runner import Finding
 
 RENDERED_LIMIT = 800
 

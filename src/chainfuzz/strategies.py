@@ -257,7 +257,7 @@ _WHITESPACE = " \t\n\r\u00a0\u2009\u3000\u200b\x0b\x0c"
 
 
 def vocab_text(vocab, *, max_parts: int = 6) -> st.SearchStrategy[str]:
-    """Adversarial text for a tokenizer, built from its own ``vocab`` (`chainfuzz.vocab.Vocab`).
+    """Adversarial text for a tokenizer, built from its own ``vocab`` (`chainfuzz.tokenization.vocab.Vocab`).
 
     Parts: plain ASCII (first, so failures shrink to it), the vocabulary's special-token
     strings and their fragments, real token texts (two side by side merge across the

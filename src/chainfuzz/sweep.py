@@ -22,7 +22,7 @@ from typing import Iterator
 from . import corpus, registry
 from .check import check
 from .errors import ChainfuzzError, UsageError
-from .runner import RunSettings
+from .internal.runner import RunSettings
 
 # A sweep surveys many templates: fewer examples, fewer findings per property and shorter
 # shrinking than `check`, which digs into one target.

@@ -302,7 +302,7 @@ def _load_gguf_cached(resolved: Path, path: str, mtime_ns: int, size: int) -> tu
 
 
 def _read_gguf(p: Path) -> list[Target]:
-    from .gguf_kv import read_kv
+    from .internal.gguf_kv import read_kv
 
     try:
         kv = read_kv(p)

@@ -22,7 +22,7 @@ import ctypes
 import os
 import sys
 
-from chainfuzz.worker import serve
+from chainfuzz.internal.worker import serve
 
 N_CTX = 4096
 N_UBATCH = 512  # llama-server's default physical batch

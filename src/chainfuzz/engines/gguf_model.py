@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from ..errors import UsageError
-from ..gguf_kv import read_kv
+from ..internal.gguf_kv import read_kv
 
 FILENAME = "model-f32.gguf"
 

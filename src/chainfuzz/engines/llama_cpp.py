@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..worker import Worker
+from ..internal.worker import Worker
 from . import gguf_model
 from .base import ChatResult, Completion, Engine, EngineCrash, EngineError
 

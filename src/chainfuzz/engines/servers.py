@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ChainfuzzError
-from ..worker import kill_group
+from ..internal.worker import kill_group
 
 HOST = "127.0.0.1"
 SEED = 0

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..worker import Worker
+from ..internal.worker import Worker
 from .base import ChatResult, Completion, Engine, EngineCrash, EngineError, Unsupported
 from .vllm_env import vllm_environ, vllm_python
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import sys
 
-from chainfuzz.worker import serve
+from chainfuzz.internal.worker import serve
 
 
 def handler(path: str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..worker import Worker
+from ..internal.worker import Worker
 from .base import Tokenizer, TokenizerCrash
 
 # A single call never needs this long; a worker that takes it is hung.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .tokenization import Tokenizer
+from .base import Tokenizer
 
 # Characters that tokenizers split into several ids (byte-level BPE, byte fallback): the ids
 # they encode to that decode to U+FFFD alone are the partial-character ids.

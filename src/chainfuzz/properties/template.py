@@ -15,11 +15,12 @@ import re
 from hypothesis import strategies as st
 
 import chainfuzz
-from chainfuzz import assume, markers
+from chainfuzz import assume
+from chainfuzz.template import markers
 from chainfuzz import strategies as cst
 from chainfuzz.messages import all_strings, error_key, excerpt, expected_texts, json_escaped
-from chainfuzz.render import RenderError
-from chainfuzz.structure import PROBE_ROLES
+from chainfuzz.template.render import RenderError
+from chainfuzz.template.structure import PROBE_ROLES
 
 
 def _cases(ctx):

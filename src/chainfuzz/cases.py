@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import registry, tokenization
 from .errors import ChainfuzzError, UsageError
-from .runner import Finding
+from .internal.runner import Finding
 from .targets import Target
 
 FORMAT = 1

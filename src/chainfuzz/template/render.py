@@ -22,8 +22,8 @@ import jinja2
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 from transformers.utils import chat_template_utils as _tcu
 
-from .errors import TargetError
-from .targets import Target
+from ..errors import TargetError
+from ..targets import Target
 
 # Every render sees this instant unless a caller picks another, so outputs (and the crash
 # records that store them) do not depend on when a check ran.

@@ -12,10 +12,10 @@ A failing input whose defect (signature) is new is shrunk before it is recorded:
 into an in-memory example database, a Hypothesis run with only the reuse and shrink phases
 replays and shrinks it while the defect's key stays the same, and the runner's structural
 reduction follows, exactly as ``check`` shrinks. It is written to the crash folder in the
-standard format (`crashes.record`, `crashes.write`); a defect already there is not shrunk or
+standard format (`cases.record`, `cases.write`); a defect already there is not shrunk or
 written again. The fuzzer then carries on: a finding is recorded, never a libFuzzer crash.
 
-``python -m chainfuzz.fuzzing HARNESS TARGET [--crashes DIR] [--events FILE] [libFuzzer
+``python -m chainfuzz.fuzz.harness HARNESS TARGET [--crashes DIR] [--events FILE] [libFuzzer
 flags and corpus folders]`` runs one harness; ``chainfuzz fuzz`` runs it in a subprocess.
 """
 
@@ -40,10 +40,10 @@ from hypothesis import strategies as st
 from hypothesis.database import InMemoryExampleDatabase
 from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
 
-from . import crashes, registry
-from .errors import ChainfuzzError, Failure, UsageError
-from .registry import Property
-from .runner import make_finding, reduce_failure, signature
+from .. import cases, registry
+from ..errors import ChainfuzzError, Failure, UsageError
+from ..registry import Property
+from ..internal.runner import make_finding, reduce_failure, signature
 
 SHRINK_SECONDS = 5.0  # per new finding, as `RunSettings.shrink_seconds`
 STATS_INTERVAL = 0.5  # seconds between "stats" events
@@ -218,7 +218,7 @@ class Fuzzer:
         """Whether the crash folder already holds this defect (its file name has the signature)."""
         if self.crashes_dir is None:
             return False
-        name = crashes.file_name({"property": prop.id, "target": {"name": ctx.target.name},
+        name = cases.file_name({"property": prop.id, "target": {"name": ctx.target.name},
                                   "signature": sig})
         return (self.crashes_dir / name).exists()
 
@@ -231,7 +231,7 @@ class Fuzzer:
         finding = make_finding(prop, ctx, shrunk)
         path, written = None, False
         if self.crashes_dir is not None:
-            path, written = crashes.write(crashes.record(finding, ctx.target, self.crashes_dir),
+            path, written = cases.write(cases.record(finding, ctx.target, self.crashes_dir),
                                           self.crashes_dir)
         self.emit({"event": "finding", "time": time.time(), "property": prop.id,
                    "target": ctx.target.name,
@@ -308,8 +308,8 @@ def _compiled_templates(contexts: list) -> list:
 
 def load(harness: str, path: str | Path) -> list:
     """Prepared contexts of the targets at ``path`` (bad targets raise `ChainfuzzError`)."""
-    from .check import prepare
-    from .targets import load_targets
+    from ..check import prepare
+    from ..targets import load_targets
 
     if harness not in HARNESSES:
         raise UsageError(f"unknown harness {harness!r} (known: {', '.join(HARNESSES)})")
@@ -343,7 +343,7 @@ def script_main(harness: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one harness under atheris; arguments chainfuzz does not know go to libFuzzer."""
-    parser = argparse.ArgumentParser(prog="python -m chainfuzz.fuzzing", allow_abbrev=False,
+    parser = argparse.ArgumentParser(prog="python -m chainfuzz.fuzz.harness", allow_abbrev=False,
                                      description=__doc__.splitlines()[0])
     parser.add_argument("harness", choices=sorted(HARNESSES))
     parser.add_argument("target")

@@ -108,7 +108,7 @@ def _fixes(ctx, chain, case: dict, clean: dict) -> str:
 
 def _sanitize_note(ctx, tok, case: dict, clean: dict, count) -> str:
     """transformers' ``apply_chat_template(..., sanitize_control_tokens=True)``, if it has it."""
-    from chainfuzz.render import time_limit
+    from chainfuzz.template.render import time_limit
 
     def ids(c):
         with time_limit(ctx.renderer.time_limit):

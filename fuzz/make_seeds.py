@@ -1,4 +1,4 @@
-"""Regenerate the seed corpora in ``corpus/<harness>/`` from Hypothesis' own encoding.
+"""Regenerate the seed inputs in ``src/chainfuzz/fuzz/seeds/<harness>/`` from Hypothesis' own encoding.
 
 Atheris feeds raw bytes to ``fuzz_one_input``, which reads them as Hypothesis' choices; random
 bytes mostly run out before a whole conversation is drawn, and such inputs are rejected. A
@@ -13,7 +13,7 @@ Reference targets: ``tests/templates/base_clean.jinja`` for the template harness
 repository), the cached ``ggml-vocab-qwen2.gguf`` for the tokenizer and stream harnesses
 (``chainfuzz fetch`` first).
 
-Usage: python fuzz/make_corpus.py [--harness NAME] [--tries N] [--max-bytes N]
+Usage: python fuzz/make_seeds.py [--harness NAME] [--tries N] [--max-bytes N]
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import random
 import shutil
 from pathlib import Path
 
-from chainfuzz import corpus, fuzzing
+from chainfuzz import corpus
+from chainfuzz.fuzz import harness as harnesses
+from chainfuzz.fuzz.launch import SEEDS
 
 ROOT = Path(__file__).resolve().parents[1]
 QWEN2 = "llama-cpp-python-0.3.36/vocab/ggml-vocab-qwen2.gguf"
@@ -37,7 +39,7 @@ REFERENCE = {
 
 def seeds(harness: str, tries: int, max_bytes: int, rng: random.Random) -> dict[str, bytes]:
     """Per property id, the largest canonical input of at most ``max_bytes`` bytes."""
-    fuzzer = fuzzing.Fuzzer(harness, fuzzing.load(harness, REFERENCE[harness]()), crashes_dir=None)
+    fuzzer = harnesses.Fuzzer(harness, harnesses.load(harness, REFERENCE[harness]()), crashes_dir=None)
     best: dict[str, bytes] = {}
     for _ in range(tries):
         buffer = rng.randbytes(rng.choice((256, 1024, 4096)))
@@ -56,14 +58,14 @@ def seeds(harness: str, tries: int, max_bytes: int, rng: random.Random) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--harness", choices=sorted(fuzzing.HARNESSES), action="append")
+    parser.add_argument("--harness", choices=sorted(harnesses.HARNESSES), action="append")
     parser.add_argument("--tries", type=int, default=3000)
     parser.add_argument("--max-bytes", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    for harness in args.harness or fuzzing.HARNESSES:
+    for harness in args.harness or harnesses.HARNESSES:
         found = seeds(harness, args.tries, args.max_bytes, random.Random(args.seed))
-        out = ROOT / "corpus" / harness
+        out = SEEDS / harness
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         for prop, data in sorted(found.items()):

@@ -13,7 +13,7 @@ import json
 import re
 
 from .render import FIXED_NOW, RenderError
-from .targets import Target
+from ..targets import Target
 
 FUEL = 50_000_000
 _GENERATION = re.compile(r"\{%(-?)\s*(end)?generation\s*(-?)%\}")

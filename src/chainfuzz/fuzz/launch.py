@@ -1,6 +1,6 @@
 """``chainfuzz fuzz``: run atheris harnesses on a target, each in a subprocess, and summarise.
 
-Each harness runs as ``python -m chainfuzz.fuzzing`` under libFuzzer's ``-max_total_time``;
+Each harness runs as ``python -m chainfuzz.fuzz.harness`` under libFuzzer's ``-max_total_time``;
 the budget is shared equally by the harnesses that apply to the target. libFuzzer ends its
 process with ``exit()``, so the harness reports through a JSON-lines event file (findings, and
 running counts) and libFuzzer's own ``Done N runs`` line, read back here.
@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .check import prepare
-from .errors import ChainfuzzError, UsageError
-from .targets import load_targets
+from ..check import prepare
+from ..errors import ChainfuzzError, UsageError
+from ..targets import load_targets
 
-SEEDS = Path(__file__).resolve().parents[2] / "corpus"
+SEEDS = Path(__file__).resolve().parent / "seeds"  # package data: one folder per harness
 MAX_LEN = 4096  # bytes per input: plenty for Hypothesis' choices of one conversation
 # Past the budget: starting up (imports, loading tokenizers, instrumenting) and the last shrink.
 GRACE_SECONDS = 180
@@ -69,7 +69,7 @@ class FuzzReport:
 
 def plan(path: str | Path, harness: str, budget: float) -> list[tuple[str, int]]:
     """(harness, whole seconds) to run; `UsageError` when nothing applies or atheris is missing."""
-    from .fuzzing import HARNESSES, applicable
+    from .harness import HARNESSES, applicable
 
     names = list(HARNESSES) if harness == "all" else [harness]
     if harness != "all" and harness not in HARNESSES:
@@ -112,7 +112,7 @@ def _run(harness: str, path, seconds: int, crashes_dir: Path, seed: int | None,
             raise UsageError(f"--corpus {corpus_dir}: cannot create {work}: {exc.strerror}") from None
         seeds = SEEDS / harness
         events, log = tmp / "events.jsonl", tmp / "fuzz.log"
-        cmd = [sys.executable, "-m", "chainfuzz.fuzzing", harness, str(path),
+        cmd = [sys.executable, "-m", "chainfuzz.fuzz.harness", harness, str(path),
                "--crashes", str(crashes_dir), "--events", str(events),
                *([] if instrument else ["--no-instrument"]),
                f"-max_total_time={seconds}", f"-max_len={MAX_LEN}", "-print_final_stats=1",

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
 from hypothesis import seed as hseed
 from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
 
-from .errors import ChainfuzzError, Failure
+from ..errors import ChainfuzzError, Failure
 from .reduce import reduce_case
-from .registry import Property
+from ..registry import Property
 
 # Inputs the template refuses do not count as examples; this bounds how many are tried.
 MAX_TRIES_PER_EXAMPLE = 3
