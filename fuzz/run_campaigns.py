@@ -1,7 +1,7 @@
 """Run the fuzzing campaigns of ``fuzz/campaigns.toml`` one after another (the nightly job).
 
 Each campaign is ``chainfuzz fuzz`` with the campaign's target, harness and budget; the
-inputs libFuzzer keeps persist in ``$CHAINFUZZ_CACHE/fuzz-corpus/<name>/`` between nights.
+inputs libFuzzer keeps persist in ``$CHAINFUZZ_CACHE/fuzz-inputs/<name>/`` between nights.
 The exit code is the worst of the campaigns' (3 internal error, 2 bad input, 1 new
 error-severity cases written, 0 nothing new).
 
@@ -48,7 +48,7 @@ def main() -> int:
         rc = cli.main(["fuzz", resolve(c["target"]), "--harness", c["harness"],
                        "--budget", str(max(1.0, c["budget"] * args.scale)),
                        "--crashes", args.crashes,
-                       "--corpus", str(cache_dir() / "fuzz-corpus" / c["name"])])
+                       "--inputs", str(cache_dir() / "fuzz-inputs" / c["name"])])
         if rc == 130:  # interrupted: stop here
             return rc
         worst = max(worst, rc)

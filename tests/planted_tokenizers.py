@@ -180,7 +180,7 @@ def inert_not_special_defect(folder: Path) -> Path:
                                                plain=("<|im_start|>", "<|im_end|>")))
 
 
-# --- tokenizer.single_bos ------------------------------------------------------------------------
+# --- chain.single_bos ---------------------------------------------------------------------------
 
 BOS_SPECIALS = ("<s>", "</s>", "<|im_start|>", "<|im_end|>")
 

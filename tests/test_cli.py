@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
+import chainfuzz
 from chainfuzz.template.render import Renderer, RenderError
 from chainfuzz.targets import load_target
 
@@ -240,7 +242,7 @@ def test_a_property_that_raises_internally_is_exit_3(cli_subprocess, write_templ
             raise ZeroDivisionError("property bug")
     """), encoding="utf-8")
     r = cli_subprocess("check", tpl, *FAST, "--crashes", tmp_path / "c", "--property", "user.explodes",
-                       cwd=tmp_path)
+                       "--property-dir", props, cwd=tmp_path)
     assert r.rc == 3, r.out + r.err
     assert "Traceback" not in r.err
     assert "internal error" in r.out and "ZeroDivisionError" in r.out
@@ -298,24 +300,48 @@ def no_tabs(ctx, case):
 '''
 
 
-def test_a_property_in_the_working_directory_is_picked_up_by_check_and_replay(tmp_path, cli_subprocess):
-    """One function in ./properties/ is a new invariant for check, properties and replay."""
-    (tmp_path / "properties").mkdir()
-    (tmp_path / "properties" / "rules.py").write_text(USER_PROPERTY, encoding="utf-8")
+def test_a_property_in_a_named_folder_is_picked_up_by_check_and_replay(tmp_path, cli_subprocess):
+    """One function in a folder named with --property-dir is a new invariant for check,
+    properties and replay."""
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "rules.py").write_text(USER_PROPERTY, encoding="utf-8")
     tpl = tmp_path / "tabs.jinja"
     tpl.write_text("{% for m in messages %}{{ m.role }}\t{{ m.content }}\n{% endfor %}", encoding="utf-8")
-    assert "template.no_tabs" in cli_subprocess("properties").out
-    r = cli_subprocess("check", tpl, "--property", "template.no_tabs", "--seed", "1", "--max-examples", "20")
+    mine = ("--property-dir", "rules")
+    assert "template.no_tabs" in cli_subprocess("properties", *mine).out
+    assert "template.no_tabs" not in cli_subprocess("properties").out
+    r = cli_subprocess("check", tpl, "--property", "template.no_tabs", "--seed", "1", "--max-examples", "20",
+                       *mine)
     assert r.rc == 1 and "template.no_tabs" in r.out, r.out + r.err
     assert len(list((tmp_path / "crashes").glob("template.no_tabs--*.json"))) == 1
-    assert cli_subprocess("replay").rc == 1  # still fails
+    assert cli_subprocess("replay", *mine).rc == 1  # still fails
     tpl.write_text("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}", encoding="utf-8")
-    r = cli_subprocess("replay")
+    r = cli_subprocess("replay", *mine)
     assert r.rc == 0 and "fixed" in r.out, r.out + r.err
+
+
+def test_a_properties_folder_in_the_working_directory_is_not_imported(tmp_path, cli_subprocess, write_template,
+                                                                      sources):
+    """A project's own ./properties package is its business: chainfuzz neither runs it nor
+    trips over chainfuzz's own built-ins there (started inside another checkout of it)."""
+    (tmp_path / "properties").mkdir()
+    (tmp_path / "properties" / "side_effect.py").write_text(
+        "open('imported', 'w').close()\nraise SystemExit('must not run')\n", encoding="utf-8")
+    builtin = Path(chainfuzz.__file__).parent / "properties" / "template.py"
+    (tmp_path / "properties" / "template.py").write_text(builtin.read_text(encoding="utf-8"), encoding="utf-8")
+    tpl = write_template("chatml.jinja", sources.clean)
+    r = cli_subprocess("check", tpl, *FAST, "--property", "template.renders")
+    assert r.rc == 0, r.out + r.err
+    assert not (tmp_path / "imported").exists()
 
 
 def test_a_broken_user_property_module_is_one_error_line(tmp_path, cli_subprocess, one_error_line):
     (tmp_path / "properties").mkdir()
     (tmp_path / "properties" / "broken.py").write_text("import no_such_module\n", encoding="utf-8")
-    line = one_error_line(cli_subprocess("properties"))
+    line = one_error_line(cli_subprocess("properties", "--property-dir", "properties"))
     assert "broken.py" in line
+
+
+def test_a_property_dir_that_is_not_a_folder_is_one_error_line(tmp_path, cli_subprocess, one_error_line):
+    line = one_error_line(cli_subprocess("properties", "--property-dir", "nowhere"))
+    assert "nowhere" in line and "not a folder" in line

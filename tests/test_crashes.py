@@ -11,8 +11,8 @@ import shutil
 import pytest
 
 from chainfuzz import cases
-from chainfuzz.check import check
-from chainfuzz.replay import replay
+from chainfuzz.checker import check
+from chainfuzz.replayer import replay
 from chainfuzz.internal.runner import RunSettings
 
 pytest_plugins = ["pytester"]

@@ -171,7 +171,7 @@ def test_an_engine_finding_records_its_engines_and_replays_with_them(tiny, tmp_p
     import json
 
     from chainfuzz.cases import record, write
-    from chainfuzz.replay import replay
+    from chainfuzz.replayer import replay
     from chainfuzz.internal.runner import run_property as run
 
     ctx = _ctx(tiny, crop_cache=False)

@@ -98,7 +98,7 @@ def test_atheris_script_wrapper_runs_the_harness_from_the_seeds(write_template, 
     (("{tpl}",), "--budget"),
     (("{tpl}", "--budget", "-1"), "positive"),
     (("{bad}", "--budget", "5"), "does not compile"),
-    (("{tpl}", "--budget", "5", "--corpus", "{tpl}"), "not a folder"),
+    (("{tpl}", "--budget", "5", "--inputs", "{tpl}"), "not a folder"),
 ])
 def test_bad_input_is_one_line_and_exit_2(cli, write_template, sources, one_error_line, tmp_path,
                                           args, words):

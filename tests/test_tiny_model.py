@@ -68,13 +68,13 @@ def test_it_is_a_real_vocabulary_and_template_and_greedy_output_varies(tiny):
 
 def test_the_model_folder_is_a_template_and_tokenizer_target(tiny, cli, tmp_path):
     report = tmp_path / "report.json"
-    r = cli("check", tiny, "--property", "template.renders", "tokenizer.single_bos",
+    r = cli("check", tiny, "--property", "template.renders", "chain.single_bos",
             "--max-examples", "10", "--seed", "0", "--crashes", tmp_path / "c", "--json", report)
     doc = json.loads(report.read_text(encoding="utf-8"))
     assert doc["stats"]["tokenizers"]["qwen2"]["ran"] == ["hf"]
     # The qwen2 GGUF's own template crashes on `content: null`, and the tiny model carries it.
     assert r.rc == 1 and {f["property"] for f in doc["failures"]} == {"template.renders"}
-    assert doc["stats"]["targets"]["qwen2"]["tokenizer.single_bos"]["examples"] > 0
+    assert doc["stats"]["targets"]["qwen2"]["chain.single_bos"]["examples"] > 0
 
 
 def test_an_unknown_vocabulary_is_one_error_line(cli, tmp_path, one_error_line):

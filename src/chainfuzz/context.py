@@ -8,7 +8,9 @@ from functools import cached_property
 from pathlib import Path
 
 from .template import markers as _markers
-from .errors import Skip, TargetError, UsageError
+from .errors import Skip, UsageError
+from .kinds import kind
+from .kinds import names as kind_names
 from .template.render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
 from .template.structure import Structure, learn_structure
 from .targets import Target
@@ -66,6 +68,18 @@ class Context:
         """How the template opens and closes turns, inferred from probe renderings."""
         return _markers.turn_markers(self.target.source, self.markers, self.structure.samples)
 
+    def unbalanced_turn(self, text: str) -> tuple[str, str] | None:
+        """The first turn-marker imbalance in ``text`` (a turn opened and not closed, or
+        closed and not opened) as (key, description); None when every turn is closed."""
+        return _markers.unbalanced(text, self.turn_markers)
+
+    def time_limit(self):
+        """A context manager that bounds untrusted template code a property runs itself
+        (transformers' own ``apply_chat_template``, say) by the render time limit."""
+        from .template.render import time_limit
+
+        return time_limit(self.renderer.time_limit)
+
     @cached_property
     def structure(self) -> Structure:
         """Turn structure learned from probe renderings (add_generation_prompt=False)."""
@@ -88,27 +102,31 @@ class Context:
 
     @cached_property
     def kinds(self) -> set[str]:
-        """The target's kinds, less "tokenizer" and "chain" where no implementation reads its
-        tokenizer but it has a template (a GGUF with a template and an exotic vocabulary):
-        the template is still checked. (A tokenizer-only target that nothing reads is bad
-        input: `check.prepare` loads it first.)"""
-        if self.target.tokenizer is None or self.target.source is None:
-            return self.target.kinds
+        """The kinds of property that can run: the target's kinds (`Target.kinds`) that are
+        usable here (`chainfuzz.kinds.Kind.usable`)."""
+        return {k for k in self.target.kinds if kind(k).usable(self)}
+
+    def kind_rows(self) -> list:
+        """The `chainfuzz.kinds.Kind` of each kind in `kinds`, in table order."""
+        return [kind(name) for name in kind_names() if name in self.kinds]
+
+    def open(self, kinds: set[str] | None = None) -> "Context":
+        """Open ``kinds`` (default: every kind in `kinds`): the template compiles, the
+        tokenizer loads, the engines start (`chainfuzz.kinds.Kind.open`); `TargetError` or
+        `UsageError` otherwise. Nothing of a kind not asked for is opened."""
         try:
-            self.loaded  # noqa: B018
-        except TargetError:
-            return self.target.kinds - {"tokenizer", "chain"}
-        return self.target.kinds
+            for row in self.kind_rows():
+                if kinds is None or row.name in kinds:
+                    row.open(self)
+        except BaseException:
+            self.close()
+            raise
+        return self
 
     @property
     def unavailable(self) -> dict[str, str]:
-        """Tokenizer implementations that could not run on this target, and why."""
-        if self.target.tokenizer is None:
-            return {}
-        try:
-            return self.loaded.unavailable
-        except TargetError as exc:
-            return {"tokenizer": str(exc)}
+        """Implementations that cannot run on this target, and why (every kind's)."""
+        return {i: why for k in self.target.kinds for i, why in kind(k).not_run(self).items()}
 
     @property
     def tokenizers(self) -> list:
@@ -166,3 +184,4 @@ class Context:
     def prompt_chain(self):
         """The chain whose ids engines are given: the template with transformers' tokenizer."""
         return next(c for c in self.chains if c.tokenizer.impl == "hf")
+

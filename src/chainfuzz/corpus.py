@@ -58,7 +58,7 @@ def templates_dir(name: str = DEFAULT) -> Path:
 
 def tokenizer_paths(name: str = DEFAULT) -> list[Path]:
     """The corpus' tokenizer files (fetched on first use): vocab GGUFs, Mistral's tokenizers."""
-    from .targets import is_tokenizer_file
+    from .tokenization.formats import is_tokenizer_file
 
     root = fetch(name)
     return sorted(p for folder in ("vocab", "tokenizers") if (root / folder).is_dir()

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 from hypothesis.errors import UnsatisfiedAssumption
 
 
@@ -58,16 +60,45 @@ class Skip(UnsatisfiedAssumption):
     """
 
 
-def named_together(failures: list[tuple[str, Failure]]) -> Failure:
-    """The first of ``(name, failure)`` pairs from implementations or engines checked on one
-    input, its key and message naming every one that fails the same way ("NAME:KIND" keys,
-    messages that start with the name): one's defect never hides another's."""
+class Unsupported(Skip):
+    """An implementation has no way to do what a property asks (an engine without a prefix
+    cache or streaming...): `each` leaves it out, and skips the input if none can."""
+
+
+def each(items: Iterable, check_one: Callable[[object], None], *,
+         name: Callable[[object], str] = lambda item: item.name,
+         key: Callable[[list[str], str], str] = lambda names, kind: "+".join(names) + ":" + kind) -> None:
+    """Run ``check_one(item)`` on every item (tokenizer implementations, chains, engines), so
+    one item's defect never hides another's, and raise the first `Failure`, named with every
+    item that fails the same way.
+
+    Failures are keyed ``"NAME:KIND"``; the one raised gets the key ``key(names, kind)`` and a
+    message naming them all. An item that raises `Unsupported` is left out; when every item
+    is, the input is skipped.
+    """
+    ran, failures = False, []
+    for item in items:
+        try:
+            check_one(item)
+        except Unsupported:
+            continue
+        except Failure as failure:
+            failures.append((name(item), failure))
+        ran = True
+    if failures:
+        raise _named_together(failures, key)
+    if not ran:
+        raise Skip("no implementation of this run supports the property")
+
+
+def _named_together(failures: list[tuple[str, Failure]], key) -> Failure:
     name, first = failures[0]
     kind = first.key.removeprefix(name + ":")
     names = [name, *(n for n, f in failures[1:] if f.key.removeprefix(n + ":") == kind)]
+    first.key = key(names, kind)
     if len(names) > 1:
-        first.key = "+".join(names) + ":" + kind
-        first.message = ", ".join(names) + first.message.removeprefix(name)
+        rest = first.message.removeprefix(name) if first.message.startswith(name) else ": " + first.message
+        first.message = ", ".join(names) + rest
     return first
 
 

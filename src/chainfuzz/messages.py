@@ -1,10 +1,17 @@
-"""Reading cases: the texts a conversation carries, and stable keys for error messages."""
+"""Reading cases: the texts a conversation carries, and stable keys for error messages.
+
+Public (``chainfuzz.messages``): property authors use these to find what a rendering must
+contain and to name what differs in a way that stays stable across inputs.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from typing import Iterator
+
+# The roles every chat template knows; the structure probes use these alone.
+BASIC_ROLES = ("system", "user", "assistant")
 
 
 def content_texts(content) -> list[str]:

@@ -1,7 +1,11 @@
 """The property registry and the ``@chainfuzz.property`` decorator.
 
 A property is one function registered under a stable dotted id. The runner asks the registry
-which properties apply to a target and which Hypothesis strategy feeds each one.
+which properties apply to a target and which Hypothesis strategy feeds each one. Properties
+come from three places, and only from where the user says: the built-in ones
+(`chainfuzz.properties`), installed packages (modules named in the ``chainfuzz.properties``
+entry-point group) and folders given with ``--property-dir`` (every ``*.py`` not starting
+with ``_``). A property renamed keeps its old id as an alias, so old case files replay.
 """
 
 from __future__ import annotations
@@ -11,13 +15,15 @@ import importlib.util
 import pkgutil
 import sys
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
+from . import kinds
 from .errors import UsageError
 
 SEVERITIES = ("error", "warning")
-APPLIES_TO = ("template", "tokenizer", "chain", "engine")
+ENTRY_POINTS = "chainfuzz.properties"
 
 
 @dataclass(frozen=True)
@@ -31,9 +37,11 @@ class Property:
     severity: str
     description: str
     module: str = field(compare=False, default="")
+    aliases: tuple[str, ...] = ()
 
 
 _REGISTRY: dict[str, Property] = {}
+_ALIASES: dict[str, str] = {}  # old id -> current id
 
 
 def property(  # noqa: A001 - the public name mirrors the concept
@@ -42,16 +50,18 @@ def property(  # noqa: A001 - the public name mirrors the concept
     inputs: Callable[[Any], Any],
     applies_to: str = "template",
     severity: str = "error",
+    aliases: tuple[str, ...] = (),
 ) -> Callable[[Callable], Callable]:
     """Register ``fn(ctx, case)`` as the invariant ``id``.
 
     ``inputs(ctx)`` returns the Hypothesis strategy of cases for a target; ``applies_to`` names
-    the target capability it needs: "template", "tokenizer", "chain" (a template with a
-    tokenizer, or mistral-common's request encoder) or "engine" (a model folder with weights). The docstring of ``fn`` is the property's
-    definition shown by ``chainfuzz properties``.
+    the kind of target it needs (a row of `chainfuzz.kinds.AVAILABLE_KINDS`): "template",
+    "tokenizer", "chain" (a template with a tokenizer, or mistral-common's request encoder)
+    or "engine" (a model folder with weights). ``aliases`` are ids it had before a rename.
+    The docstring of ``fn`` is the property's definition shown by ``chainfuzz properties``.
     """
-    if applies_to not in APPLIES_TO:
-        raise ValueError(f"applies_to must be one of {APPLIES_TO}, not {applies_to!r}")
+    if applies_to not in kinds.AVAILABLE_KINDS:
+        raise ValueError(f"applies_to must be one of {tuple(kinds.names())}, not {applies_to!r}")
     if severity not in SEVERITIES:
         raise ValueError(f"severity must be one of {SEVERITIES}, not {severity!r}")
     if id.count(".") < 1:
@@ -62,7 +72,8 @@ def property(  # noqa: A001 - the public name mirrors the concept
         if existing is not None and existing.module != fn.__module__:
             raise ValueError(f"property {id!r} is already registered by {existing.module}")
         doc = " ".join((fn.__doc__ or "").split())
-        _REGISTRY[id] = Property(id, fn, inputs, applies_to, severity, doc, fn.__module__)
+        _REGISTRY[id] = Property(id, fn, inputs, applies_to, severity, doc, fn.__module__, tuple(aliases))
+        _ALIASES.update({alias: id for alias in aliases})
         return fn
 
     return decorate
@@ -75,9 +86,10 @@ def all_properties() -> list[Property]:
 
 
 def get(prop_id: str) -> Property:
+    """The property ``prop_id`` names (its id, or an id it had before a rename)."""
     load_properties()
     try:
-        return _REGISTRY[prop_id]
+        return _REGISTRY[_ALIASES.get(prop_id, prop_id)]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise UsageError(f"unknown property {prop_id!r} (known: {known})") from None
@@ -91,24 +103,35 @@ def select(ids: list[str] | None, applies_to: set[str]) -> list[Property]:
 
 
 _loaded_dirs: set[Path] = set()
+_entry_points_loaded = False
 
 
-def load_properties(extra_dirs: list[Path] | None = None) -> None:
-    """Import the built-in properties and every ``*.py`` in ``./properties`` and ``extra_dirs``."""
+def load_properties(dirs: Iterable[Path | str] = ()) -> None:
+    """Import the built-in properties, the modules of the ``chainfuzz.properties`` entry-point
+    group, and every ``*.py`` in ``dirs`` (each folder once per process)."""
     import chainfuzz.properties as builtin
 
+    global _entry_points_loaded
     for info in pkgutil.iter_modules(builtin.__path__):
         importlib.import_module(f"{builtin.__name__}.{info.name}")
-    builtin_dirs = {Path(p).resolve() for p in builtin.__path__}
-    for d in [Path.cwd() / "properties", *(extra_dirs or [])]:
-        d = d.resolve()
-        if d in builtin_dirs or d in _loaded_dirs or not d.is_dir():
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        for ep in metadata.entry_points(group=ENTRY_POINTS):
+            try:
+                ep.load()
+            except Exception as exc:
+                raise UsageError(f"property plugin {ep.name} ({ep.value}) failed to import: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+    for d in dirs:
+        d = Path(d).resolve()
+        if d in _loaded_dirs:
             continue
+        if not d.is_dir():
+            raise UsageError(f"--property-dir {d}: not a folder")
         _loaded_dirs.add(d)
         for path in sorted(d.glob("*.py")):
-            if path.name.startswith("_"):
-                continue
-            _import_user_module(path)
+            if not path.name.startswith("_"):
+                _import_user_module(path)
 
 
 def _import_user_module(path: Path) -> None:

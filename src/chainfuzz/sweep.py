@@ -15,76 +15,18 @@ import multiprocessing.connection as mp_connection
 import os
 import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from . import corpus, registry
-from .check import check
+from .checker import check
 from .errors import ChainfuzzError, UsageError
 from .internal.runner import RunSettings
+from .report import Row, SweepReport
 
 # A sweep surveys many templates: fewer examples, fewer findings per property and shorter
 # shrinking than `check`, which digs into one target.
 SWEEP_SETTINGS = RunSettings(max_examples=25, max_findings=3, shrink_seconds=1.0)
-
-
-@dataclass
-class Row:
-    """One template's results, reduced to what the table and the JSON report need."""
-
-    name: str
-    findings: list[dict] = field(default_factory=list)
-    examples: int = 0
-    seconds: float = 0.0
-    internal_errors: list[str] = field(default_factory=list)
-    error: str | None = None  # the template could not be loaded or compiled
-
-    def count(self, prop: str, severity: str) -> int:
-        return sum(f["property"] == prop and f["severity"] == severity for f in self.findings)
-
-
-@dataclass
-class SweepReport:
-    corpus: str
-    seed: int
-    properties: list[str]
-    rows: list[Row] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def exit_code(self) -> int:
-        if any(r.internal_errors for r in self.rows):
-            return 3
-        return 1 if any(f["severity"] == "error" for r in self.rows for f in r.findings) else 0
-
-    def to_json(self) -> dict:
-        return {"corpus": self.corpus, "seed": self.seed, "seconds": round(self.seconds, 1),
-                "templates": {r.name: {"findings": r.findings, "examples": r.examples,
-                                       "seconds": round(r.seconds, 2), "error": r.error,
-                                       "internal_errors": r.internal_errors} for r in self.rows}}
-
-    def markdown(self) -> str:
-        """Findings per template: ``2E 1W`` is two error and one warning findings, ``·`` none."""
-        short = [p.split(".", 1)[1] for p in self.properties]
-        lines = ["| target | " + " | ".join(short) + " |", "|---" * (len(short) + 1) + "|"]
-        for r in sorted(self.rows, key=lambda r: r.name.lower()):
-            if r.error:
-                lines.append(f"| {r.name} | " + " | ".join(["n/a"] * len(short)) + " |")
-                continue
-            cells = []
-            for p in self.properties:
-                e, w = r.count(p, "error"), r.count(p, "warning")
-                cells.append(" ".join(x for x in (f"{e}E" if e else "", f"{w}W" if w else "") if x) or "·")
-            lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
-        failing = [sum(1 for r in self.rows if r.count(p, "error")) for p in self.properties]
-        lines.append("| **targets with errors** | " + " | ".join(map(str, failing)) + " |")
-        n_err = sum(r.count(p, "error") for r in self.rows for p in self.properties)
-        n_warn = sum(r.count(p, "warning") for r in self.rows for p in self.properties)
-        lines.append("")
-        lines.append(f"{len(self.rows)} targets, {n_err} error and {n_warn} warning findings, "
-                     f"{self.seconds:.0f}s wall time (seed {self.seed}).")
-        return "\n".join(lines) + "\n"
 
 
 def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None = None,

@@ -13,12 +13,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from .errors import TargetError
+from .tokenization.base import TokenizerSource
+from .tokenization.formats import is_tokenizer_file, lone_file_format
 
 # Keys of tokenizer_config.json that transformers passes to templates as special tokens.
 SPECIAL_TOKEN_KEYS = (
@@ -29,22 +29,6 @@ SPECIAL_TOKEN_KEYS = (
 # A bare .jinja file names no tokens, but servers always pass bos_token and eos_token, and
 # many templates fail without them. These stand in (llama.cpp's template tests use the same).
 BARE_TEMPLATE_TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
-
-
-# Tokenizer file formats, and which of them mistral-common also reads.
-TOKENIZER_FORMATS = ("hf", "hf-json", "gguf", "sentencepiece", "mistral-sentencepiece", "tekken")
-MISTRAL_FORMATS = ("mistral-sentencepiece", "tekken")
-_MISTRAL_SPM = re.compile(r"(^tokenizer\.model\.v\d+|\.model\.v\d+m?\d*)$")
-_TEKKEN = re.compile(r"^tekken.*\.json$")
-
-
-@dataclass(frozen=True)
-class TokenizerSource:
-    """Where a target's tokenizer lives; `chainfuzz.tokenization` loads its implementations."""
-
-    format: str
-    path: str
-    sha256: str
 
 
 @dataclass(frozen=True)
@@ -62,20 +46,13 @@ class Target:
 
     @property
     def kinds(self) -> set[str]:
-        """Which properties apply: "template", "tokenizer" (once per file, on the default
-        template's target) and "chain" (a template with a tokenizer, or mistral-common's own
-        request encoder), and "engine" (a model folder with weights, its template and tokenizer)."""
-        kinds = set()
-        if self.source is not None:
-            kinds.add("template")
-        if self.tokenizer is not None:
-            if self.template_name is None:
-                kinds.add("tokenizer")
-            if self.source is not None or self.tokenizer.format in MISTRAL_FORMATS:
-                kinds.add("chain")
-        if self.model is not None and "chain" in kinds and self.template_name is None:
-            kinds.add("engine")  # prompts come from the chain, so an engine needs one
-        return kinds
+        """The kinds of property that apply (rows of `chainfuzz.kinds.AVAILABLE_KINDS`): a
+        template, a tokenizer (once per file, on the default template's target), a chain (a
+        template with a tokenizer, or mistral-common's own request encoder), an engine (a
+        model folder with weights, its template and tokenizer)."""
+        from .kinds import recognised
+
+        return set(recognised(self))
 
     @property
     def sha256(self) -> str:
@@ -88,7 +65,7 @@ class Target:
 
     @property
     def fingerprint(self) -> dict:
-        """What a crash record stores to identify the target across machines and versions."""
+        """What a case file stores to identify the target across machines and versions."""
         return {
             "kind": "+".join(sorted(self.kinds)) or "template",
             "path": self.path,
@@ -115,14 +92,8 @@ def load_targets(path: str | Path) -> list[Target]:
         return _load_gguf(p)
     if p.name in ("tokenizer_config.json", "tokenizer.json") and (p.parent / "tokenizer_config.json").exists():
         return _load_hf_folder(p.parent)
-    if p.name == "tokenizer.json":
-        return [tokenizer_target(p, "hf-json")]
-    if _TEKKEN.match(p.name):
-        return [tokenizer_target(p, "tekken")]
-    if _MISTRAL_SPM.search(p.name):
-        return [tokenizer_target(p, "mistral-sentencepiece")]
-    if p.suffix == ".model":
-        return [tokenizer_target(p, "sentencepiece")]
+    if fmt := lone_file_format(p):
+        return [tokenizer_target(p, fmt)]
     return [Target(source=_read_text(p), path=str(path), name=p.name,
                    special_tokens=dict(BARE_TEMPLATE_TOKENS))]
 
@@ -135,14 +106,8 @@ def _is_target_file(p: Path) -> bool:
     return p.suffix == ".jinja" or is_tokenizer_file(p)
 
 
-def is_tokenizer_file(p: Path) -> bool:
-    """Whether ``p`` names a tokenizer file chainfuzz reads (a GGUF may hold a template too)."""
-    return (p.suffix in (".gguf", ".model") or p.name == "tokenizer.json"
-            or bool(_TEKKEN.match(p.name) or _MISTRAL_SPM.search(p.name)))
-
-
 def tokenizer_target(p: Path, fmt: str) -> Target:
-    """A target of just the tokenizer in file ``p`` (one of `TOKENIZER_FORMATS`)."""
+    """A target of just the tokenizer in file ``p`` (a format of `chainfuzz.tokenization.formats`)."""
     return Target(source=None, path=str(p), name=p.name, tokenizer=_source(fmt, p, [p]))
 
 

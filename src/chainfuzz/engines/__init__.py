@@ -2,39 +2,41 @@
 
 ``transformers`` (the reference, in-process), ``llama.cpp`` (llama-cpp-python on a GGUF of the
 model, in a worker process), ``vllm`` (vLLM's offline API, in a worker process running vLLM's
-own Python environment) and any OpenAI-compatible server by URL. Each import is lazy: an
-engine's heavy dependency is needed only when it is asked for.
+own Python environment) and any OpenAI-compatible server by URL (the row of its scheme). The
+engines are a lazy table (`AVAILABLE_ENGINES`): an engine's heavy dependency is imported only
+when it is asked for, and third parties add engines through the ``chainfuzz.engines``
+entry-point group.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError
+from ..internal.lazy import LazyTable
 from .base import ChatResult, Completion, Engine, EngineCrash, EngineError, Unsupported
 
-__all__ = ["ChatResult", "Completion", "Engine", "EngineCrash", "EngineError", "Unsupported", "KNOWN",
-           "open_engine"]
+__all__ = ["AVAILABLE_ENGINES", "ChatResult", "Completion", "Engine", "EngineCrash", "EngineError",
+           "Unsupported", "engine_help", "open_engine"]
 
-KNOWN = ("transformers", "llama.cpp", "vllm", "http://HOST:PORT/v1")
+# Each row is an `Engine` subclass, opened with ``from_spec(spec, folder)``.
+AVAILABLE_ENGINES = LazyTable("engine", {
+    "transformers": "chainfuzz.engines.hf:TransformersEngine",
+    "llama.cpp": "chainfuzz.engines.llama_cpp:LlamaCppEngine",
+    "vllm": "chainfuzz.engines.vllm:VllmEngine",
+    "http": "chainfuzz.engines.http:OpenAIEngine",
+    "https": "chainfuzz.engines.http:OpenAIEngine",
+}, group="chainfuzz.engines")
 
 
 def open_engine(spec: str, folder: Path) -> Engine:
-    """The engine ``spec`` names, running the model in ``folder``."""
-    if spec.startswith(("http://", "https://")):
-        from .http import OpenAIEngine
+    """The engine ``spec`` names (a table row, or a URL whose scheme is one), running the
+    model in ``folder``."""
+    row = spec.split("://", 1)[0] if "://" in spec else spec
+    return AVAILABLE_ENGINES.load(row).from_spec(spec, folder)
 
-        return OpenAIEngine(spec, folder)
-    if spec == "transformers":
-        from .hf import TransformersEngine
 
-        return TransformersEngine(folder)
-    if spec == "llama.cpp":
-        from .llama_cpp import LlamaCppEngine
-
-        return LlamaCppEngine(folder)
-    if spec == "vllm":
-        from .vllm import VllmEngine
-
-        return VllmEngine(folder)
-    raise UsageError(f"unknown engine {spec!r} (known: {', '.join(KNOWN)})")
+def engine_help() -> str:
+    """The built-in engines ``--engine`` accepts, for the help text (third-party ones are
+    not looked up for it: reading entry points would slow every start)."""
+    return ", ".join(f"{n}://HOST:PORT/v1" if n in ("http", "https") else n
+                     for n in AVAILABLE_ENGINES.builtin)

@@ -9,12 +9,10 @@ and says so instead of passing it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from ..errors import Skip
-
-
-class Unsupported(Skip):
-    """The engine has no way to do what a property asks (no prefix cache, no streaming...)."""
+from ..errors import Unsupported
+from ..internal.lazy import package_versions
 
 
 class EngineError(RuntimeError):
@@ -59,6 +57,16 @@ class Engine:
 
     name: str = "engine"
     tolerance: float = 0.0
+    packages: tuple[str, ...] = ()  # whose versions a case file records
+
+    @classmethod
+    def from_spec(cls, spec: str, folder: Path) -> "Engine":
+        """The engine an ``--engine`` spec names, running the model in ``folder``."""
+        return cls(folder)
+
+    def versions(self) -> dict[str, str]:
+        """Versions of what decides this engine's results, recorded in case files."""
+        return package_versions(self.packages)
 
     def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[Completion]:
         """Greedy continuations of ``prompts`` run together: one batch, or concurrent requests.

@@ -25,6 +25,7 @@ class TransformersEngine(Engine):
     # fp32 greedy rows are bitwise equal alone and batched in practice; left padding moves the
     # logits by up to ~1.6e-5 (measured on the tiny model), so allow ten times that.
     tolerance = 2e-4
+    packages = ("transformers", "torch")
 
     def __init__(self, folder: Path, *, temperature: float = 0.0, attention_mask: bool = True,
                  crop_cache: bool = True, flush_stream: bool = True, chat_template: str | None = None) -> None:

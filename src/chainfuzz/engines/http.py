@@ -63,6 +63,14 @@ class OpenAIEngine(Engine):
     """An OpenAI-compatible server at ``url`` (``http://HOST:PORT/v1``) that runs the model in
     ``folder``; the server is started and stopped by whoever owns it, not here."""
 
+    @classmethod
+    def from_spec(cls, spec: str, folder: Path) -> "OpenAIEngine":
+        return cls(spec, folder)
+
+    def versions(self) -> dict[str, str]:
+        """The server's kind, as probed: its own version is not part of the OpenAI API."""
+        return {"server": self.flavour}
+
     def __init__(self, url: str, folder: Path, *, timeout: float = 180.0) -> None:
         self.url = url.rstrip("/")
         parts = urlsplit(self.url)

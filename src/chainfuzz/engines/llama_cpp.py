@@ -26,6 +26,7 @@ class LlamaCppEngine(Engine):
     attention, one thread, greedy."""
 
     name = "llama.cpp"
+    packages = ("llama-cpp-python", "gguf")
     # Measured on the tiny qwen2 model: a prompt decoded alone vs in one batch with 1-3 other
     # prompts of other lengths (prompts of 3-700 tokens, 16 greedy steps, every position in
     # the batch): the same tokens, chosen-token logprobs within 1.9e-6; warm prefix cache vs

@@ -79,6 +79,10 @@ class VllmEngine(Engine):
                               name="vLLM", crash=EngineCrash, own_group=True)  # vLLM starts processes
         self._ensure()  # start now: a model vLLM cannot load fails here, not mid-property
 
+    def versions(self) -> dict[str, str]:
+        """vLLM runs in its own environment: its worker reports the version it imported."""
+        return {"vllm": self.version or "unknown"}
+
     # -- the Engine interface -------------------------------------------------------------
     def generate(self, prompts: list[list[int]], max_new_tokens: int) -> list[Completion]:
         reply = self._call({"op": "generate", "prompts": [list(p) for p in prompts], "n": max_new_tokens})

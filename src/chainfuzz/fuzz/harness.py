@@ -54,7 +54,7 @@ class Harness:
     """A named group of properties fuzzed together, and the target kind they need."""
 
     name: str
-    kind: str  # "template" or "tokenizer": the target capability (see `Target.kinds`)
+    kind: str  # a row of `chainfuzz.kinds.AVAILABLE_KINDS`
     select: Callable[[Property], bool]
     instrument: tuple[str, ...]  # module prefixes whose Python code atheris instruments
 
@@ -131,7 +131,7 @@ class Fuzzer:
                  emit: Callable[[dict], None] = lambda event: None) -> None:
         self.harness = HARNESSES[harness]
         props = harness_properties(harness)
-        self.pairs = [(ctx, p) for ctx in contexts if self.harness.kind in _kinds(ctx)
+        self.pairs = [(ctx, p) for ctx in contexts if self.harness.kind in ctx.kinds
                       for p in props]
         if not self.pairs:
             raise UsageError(_not_applicable(harness, contexts))
@@ -231,7 +231,7 @@ class Fuzzer:
         finding = make_finding(prop, ctx, shrunk)
         path, written = None, False
         if self.crashes_dir is not None:
-            path, written = cases.write(cases.record(finding, ctx.target, self.crashes_dir),
+            path, written = cases.write(cases.record(finding, ctx, self.crashes_dir),
                                           self.crashes_dir)
         self.emit({"event": "finding", "time": time.time(), "property": prop.id,
                    "target": ctx.target.name,
@@ -253,12 +253,8 @@ class Fuzzer:
         return best
 
 
-def _kinds(ctx) -> set[str]:
-    return getattr(ctx, "kinds", ctx.target.kinds)
-
-
 def _not_applicable(harness: str, contexts: list) -> str:
-    kinds = " or ".join(sorted({k for ctx in contexts for k in _kinds(ctx)})) or "nothing"
+    kinds = " or ".join(sorted({k for ctx in contexts for k in ctx.kinds})) or "nothing"
     path = contexts[0].target.path if contexts else "the target"
     return (f"harness {harness} needs a {HARNESSES[harness].kind}; {path} holds a {kinds}"
             if harness_properties(harness) else f"harness {harness} has no properties")
@@ -307,14 +303,15 @@ def _compiled_templates(contexts: list) -> list:
 # --- the harness process ----------------------------------------------------------------------
 
 def load(harness: str, path: str | Path) -> list:
-    """Prepared contexts of the targets at ``path`` (bad targets raise `ChainfuzzError`)."""
-    from ..check import prepare
+    """Contexts of the targets at ``path`` with the harness' kind opened, and nothing else
+    (bad targets raise `ChainfuzzError`)."""
+    from ..context import Context
     from ..targets import load_targets
 
     if harness not in HARNESSES:
         raise UsageError(f"unknown harness {harness!r} (known: {', '.join(HARNESSES)})")
     registry.load_properties()
-    return [prepare(t) for t in load_targets(path)]
+    return [Context(t).open({HARNESSES[harness].kind}) for t in load_targets(path)]
 
 
 def _events(path: str | None) -> Callable[[dict], None]:
@@ -350,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crashes", default="crashes", help="where cases are written")
     parser.add_argument("--events", help="append one JSON line per finding here")
     parser.add_argument("--shrink-seconds", type=float, default=SHRINK_SECONDS)
+    parser.add_argument("--property-dir", action="append", default=[], dest="property_dirs",
+                        help="also load the properties of every *.py in this folder")
     parser.add_argument("--no-instrument", action="store_true",
                         help="no coverage instrumentation (libFuzzer mutates blind)")
     args, libfuzzer = parser.parse_known_args(argv)
@@ -360,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     try:
+        registry.load_properties(args.property_dirs)
         contexts = load(args.harness, args.target)
         fuzzer = Fuzzer(args.harness, contexts, Path(args.crashes), emit=_events(args.events),
                         shrink_seconds=args.shrink_seconds)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import chainfuzz
-from chainfuzz import strategies
-from chainfuzz.errors import Failure, Skip, assume
+from chainfuzz import Failure, Skip, assume, strategies
 from chainfuzz.messages import all_strings
+
+from .tokenizer import call
 
 
 def _injections(ctx):
@@ -108,10 +109,8 @@ def _fixes(ctx, chain, case: dict, clean: dict) -> str:
 
 def _sanitize_note(ctx, tok, case: dict, clean: dict, count) -> str:
     """transformers' ``apply_chat_template(..., sanitize_control_tokens=True)``, if it has it."""
-    from chainfuzz.template.render import time_limit
-
     def ids(c):
-        with time_limit(ctx.renderer.time_limit):
+        with ctx.time_limit():
             return tok.tok.apply_chat_template(
                 c["messages"], tools=c.get("tools"), chat_template=ctx.target.source,
                 add_generation_prompt=True, tokenize=True, return_dict=False,
@@ -122,3 +121,50 @@ def _sanitize_note(ctx, tok, case: dict, clean: dict, count) -> str:
     except Exception:  # noqa: BLE001 - an older transformers, or a template it cannot run
         return ""
     return "apply_chat_template(sanitize_control_tokens=True) " + ("prevents it" if prevents else "does not")
+
+
+# --- chain.single_bos -----------------------------------------------------------------------
+
+
+def _conversations(ctx):
+    return strategies.conversations(ctx.markers, end="user")
+
+
+# Called tokenizer.single_bos until it moved here: old case files name it so.
+@chainfuzz.property("chain.single_bos", inputs=_conversations, applies_to="chain",
+                    aliases=("tokenizer.single_bos",))
+def single_bos(ctx, case):
+    """Rendering a conversation and encoding it as servers do (the tokenizer's default
+    ``add_special_tokens``) yields exactly one BOS, first, when the model uses one: never two,
+    never zero."""
+
+    def one(chain) -> None:
+        if problem := _bos_problem(chain, case):
+            key, what, observed, expected = problem
+            raise Failure(f"{chain.name}: {what}", key=f"{chain.name}:{key}", observed=observed,
+                          expected=expected)
+
+    chainfuzz.each(ctx.chains, one, key=lambda names, kind: f"{kind} in {', '.join(names)}")
+
+
+def _bos_problem(chain, case) -> tuple[str, str, int, int] | None:
+    """(key, description, observed, expected) of what is wrong with BOS in ``chain``'s
+    encoding of ``case``; None when nothing is."""
+    tok = chain.tokenizer
+    assume(tok.bos_id is not None, "the vocabulary has no BOS")
+    bos_text = tok.bos_text
+    assume(not bos_text or not any(bos_text in s for s in all_strings(case)),
+           "the input spells the BOS token itself (chain.no_role_injection's concern)")
+    ids = call(tok, "encode", chain.encode, case["messages"], case.get("tools"))
+    count = ids.count(tok.bos_id)
+    writes_bos = bool(bos_text) and chain.render is not None \
+        and chain.render(case["messages"], case.get("tools")).startswith(bos_text)
+    if count > 1:
+        who = "the template writes BOS and the tokenizer adds another" if writes_bos and tok.adds_bos \
+            else "BOS appears more than once"
+        return "double BOS", f"{count} BOS tokens: {who}", count, 1
+    if (tok.adds_bos or writes_bos) and count == 0:
+        return "no BOS", "the model uses BOS but the encoded prompt has none", 0, 1
+    if count == 1 and ids[0] != tok.bos_id:
+        return "BOS not first", f"BOS is at position {ids.index(tok.bos_id)}, not first", ids.index(tok.bos_id), 0
+    return None

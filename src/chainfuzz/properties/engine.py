@@ -11,9 +11,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 import chainfuzz
-from chainfuzz import strategies
-from chainfuzz.engines import EngineCrash, EngineError, Unsupported
-from chainfuzz.errors import Failure, Skip, assume, named_together
+from chainfuzz import EngineCrash, EngineError, Failure, Unsupported, assume, strategies
 
 RUNS = 3  # greedy runs of one prompt in engine.greedy_deterministic
 NEW_TOKENS = 8
@@ -43,28 +41,18 @@ def _prompt_ids(ctx, case: dict) -> list[int]:
 
 
 def _each(ctx, check_one) -> None:
-    """Run ``check_one(engine)`` on every engine that can do what the property needs; an engine
-    crash, or a refusal of a prompt the reference takes, is a finding of its own. Every engine
-    runs, so one engine's defect never hides another's; the first failure is raised, named with
-    every engine that fails the same way. Skip the input if no engine could run it."""
-    ran, failures = False, []
-    for engine in ctx.engines:
+    """Run ``check_one(engine)`` on every engine of the run (`chainfuzz.each`); an engine crash,
+    or a refusal of a prompt the reference takes, is a finding of its own."""
+
+    def guarded(engine) -> None:
         try:
             check_one(engine)
-        except Unsupported:
-            continue
-        except Failure as failure:
-            failures.append((engine.name, failure))
         except EngineCrash as exc:
-            failures.append((engine.name, Failure(f"{engine.name} crashed: {exc}", key=f"{engine.name}:crashed")))
+            raise Failure(f"{engine.name} crashed: {exc}", key=f"{engine.name}:crashed") from None
         except EngineError as exc:
-            failures.append((engine.name, Failure(f"{engine.name} refused the request: {exc}",
-                                                  key=f"{engine.name}:refuses")))
-        ran = True
-    if failures:
-        raise named_together(failures)
-    if not ran:
-        raise Skip("no engine of this run supports the property")
+            raise Failure(f"{engine.name} refused the request: {exc}", key=f"{engine.name}:refuses") from None
+
+    chainfuzz.each(ctx.engines, guarded)
 
 
 def _first_difference(a: list, b: list) -> int:

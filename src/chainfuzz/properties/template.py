@@ -15,12 +15,9 @@ import re
 from hypothesis import strategies as st
 
 import chainfuzz
-from chainfuzz import assume
-from chainfuzz.template import markers
+from chainfuzz import RenderError, assume
 from chainfuzz import strategies as cst
-from chainfuzz.messages import all_strings, error_key, excerpt, expected_texts, json_escaped
-from chainfuzz.template.render import RenderError
-from chainfuzz.template.structure import PROBE_ROLES
+from chainfuzz.messages import BASIC_ROLES, all_strings, error_key, excerpt, expected_texts, json_escaped
 
 
 def _cases(ctx):
@@ -215,7 +212,7 @@ def turns_closed(ctx, case):
     that opens the assistant turn regardless of add_generation_prompt fails."""
     assume(ctx.turn_markers, "no turn markers found in the template")
     out = _render_case(ctx, case)
-    problem = markers.unbalanced(out, ctx.turn_markers)
+    problem = ctx.unbalanced_turn(out)
     if problem:
         key, message = problem
         raise chainfuzz.Failure(message, key=key, observed=message, expected="balanced markers",
@@ -289,7 +286,7 @@ _ROUNDTRIP_TEXT = st.lists(cst.words(), min_size=1, max_size=3).map(" ".join)
 
 def _roundtrip_cases(ctx):
     return cst.conversations(tools=False, reasoning=False, txt=_ROUNDTRIP_TEXT).filter(
-        lambda c: all(isinstance(m["content"], str) and m["role"] in PROBE_ROLES
+        lambda c: all(isinstance(m["content"], str) and m["role"] in BASIC_ROLES
                       for m in c["messages"]))
 
 

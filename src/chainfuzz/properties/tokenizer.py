@@ -13,19 +13,17 @@ from hypothesis import strategies as st
 from hypothesis.errors import UnsatisfiedAssumption
 
 import chainfuzz
-from chainfuzz import strategies
-from chainfuzz.errors import Failure, assume, named_together
-from chainfuzz.messages import all_strings
+from chainfuzz import Failure, TokenizerCrash, assume, strategies
 from chainfuzz.strategies import split
-from chainfuzz.tokenization import TokenizerCrash
-from chainfuzz.tokenization.stream import REPLACEMENT, algorithms
+
+REPLACEMENT = "\ufffd"  # what a decoder writes for bytes that are not (yet) a whole character
 
 
 def _texts(ctx):
     return st.fixed_dictionaries({"text": strategies.vocab_text(ctx.vocab)})
 
 
-def _call(tok, what: str, fn, *args, **kw):
+def call(tok, what: str, fn, *args, **kw):
     """Run one implementation call; a native crash, or an exception on valid input, is a
     finding of its own."""
     try:
@@ -40,16 +38,8 @@ def _call(tok, what: str, fn, *args, **kw):
 
 
 def _each(tokenizers, check_one) -> None:
-    """Run ``check_one(tok)`` on every implementation; raise the first failure, keyed and named
-    with every implementation that fails the same way (keys are ``"IMPL:KIND"``)."""
-    failures = []
-    for tok in tokenizers:
-        try:
-            check_one(tok)
-        except Failure as f:
-            failures.append((f.key.split(":", 1)[0], f))  # keys are "IMPL:KIND"
-    if failures:
-        raise named_together(failures)
+    """`chainfuzz.each` over the implementations, named by ``impl`` (keys are "IMPL:KIND")."""
+    chainfuzz.each(tokenizers, check_one, name=lambda tok: tok.impl)
 
 
 # --- tokenizer.roundtrip --------------------------------------------------------------------
@@ -93,7 +83,7 @@ def roundtrip(ctx, case):
 
 
 def _roundtrip_one(tok, text: str) -> None:
-    back = _call(tok, "decode", tok.decode, _call(tok, "encode", tok.encode, text))
+    back = call(tok, "decode", tok.decode, call(tok, "encode", tok.encode, text))
     if back == text:
         return
     kind = _difference(text, back, tok)
@@ -132,14 +122,14 @@ def stream_decode(ctx, case):
 def _stream_one(tok, case: dict) -> None:
     ids = case.get("ids")
     if ids is None:
-        ids = _call(tok, "encode", tok.encode, case["text"])
+        ids = call(tok, "encode", tok.encode, case["text"])
     assume(ids and all(0 <= i < tok.vocab_size for i in ids), "ids outside this vocabulary")
-    full = _call(tok, "decode", tok.decode, ids)
+    full = call(tok, "decode", tok.decode, ids)
     for mode, sizes in (("one id per step", []), ("chunked", case.get("chunks") or [])):
         if mode == "chunked" and not sizes:
             continue
-        for name, stream in algorithms(tok).items():
-            deltas = _call(tok, "decode", stream, split(ids, sizes))
+        for name, stream in tok.stream_decoders().items():
+            deltas = call(tok, "decode", stream, split(ids, sizes))
             _compare(tok.impl, name, mode, "".join(deltas), full)
 
 
@@ -178,7 +168,7 @@ def special_tokens_inert(ctx, case):
 def _inert_one(tok, case: dict) -> None:
     text = case["before"] + case["token"] + case["after"]
     control = tok.control_ids
-    forged = [i for i in _call(tok, "encode", tok.encode, text, parse_special=False) if i in control]
+    forged = [i for i in call(tok, "encode", tok.encode, text, parse_special=False) if i in control]
     if forged:
         name = control[forged[0]]
         marked = "marked special" if name in tok.special else "an added token not marked special"
@@ -189,54 +179,12 @@ def _inert_one(tok, case: dict) -> None:
     own = tok.special.get(case["token"])
     if own is None or not tok.parses_special:
         return  # it never parses special-token text: nothing is intended to match
-    ids = _call(tok, "encode", tok.encode, case["token"], parse_special=True)
+    ids = call(tok, "encode", tok.encode, case["token"], parse_special=True)
     if ids != [own]:
         raise Failure(f"{tok.impl}: the special token {case['token']!r} encodes to {ids}, not its "
                       f"id {own}, with special-token parsing on",
                       key=f"{tok.impl}:special token text does not encode to its id",
                       observed=ids, expected=[own])
-
-
-# --- tokenizer.single_bos -------------------------------------------------------------------
-
-
-def _conversations(ctx):
-    return chainfuzz.strategies.conversations(ctx.markers, end="user")
-
-
-@chainfuzz.property("tokenizer.single_bos", inputs=_conversations, applies_to="chain")
-def single_bos(ctx, case):
-    """Rendering a conversation and encoding it as servers do (the tokenizer's default
-    ``add_special_tokens``) yields exactly one BOS, first, when the model uses one: never two,
-    never zero."""
-    problems = [(chain, p) for chain in ctx.chains if (p := _bos_problem(chain, case))]
-    if problems:  # every chain is checked, and the ones with the same problem named together
-        key, what, observed, expected = problems[0][1]
-        names = ", ".join(c.name for c, p in problems if p[0] == key)
-        raise Failure(f"{names}: {what}", key=f"{key} in {names}", observed=observed, expected=expected)
-
-
-def _bos_problem(chain, case) -> tuple[str, str, int, int] | None:
-    """(key, description, observed, expected) of what is wrong with BOS in ``chain``'s
-    encoding of ``case``; None when nothing is."""
-    tok = chain.tokenizer
-    assume(tok.bos_id is not None, "the vocabulary has no BOS")
-    bos_text = tok.bos_text
-    assume(not bos_text or not any(bos_text in s for s in all_strings(case)),
-           "the input spells the BOS token itself (chain.no_role_injection's concern)")
-    ids = _call(tok, "encode", chain.encode, case["messages"], case.get("tools"))
-    count = ids.count(tok.bos_id)
-    writes_bos = bool(bos_text) and chain.render is not None \
-        and chain.render(case["messages"], case.get("tools")).startswith(bos_text)
-    if count > 1:
-        who = "the template writes BOS and the tokenizer adds another" if writes_bos and tok.adds_bos \
-            else "BOS appears more than once"
-        return "double BOS", f"{count} BOS tokens: {who}", count, 1
-    if (tok.adds_bos or writes_bos) and count == 0:
-        return "no BOS", "the model uses BOS but the encoded prompt has none", 0, 1
-    if count == 1 and ids[0] != tok.bos_id:
-        return "BOS not first", f"BOS is at position {ids.index(tok.bos_id)}, not first", ids.index(tok.bos_id), 0
-    return None
 
 
 # --- tokenizer.impls_agree ------------------------------------------------------------------
@@ -251,16 +199,16 @@ def impls_agree(ctx, case):
     text = case["text"]
     assume(not any(s in text for s in ctx.vocab.specials), "special-token text (special_tokens_inert's concern)")
     ref = impls[0]
-    ref_ids = _call(ref, "encode", ref.encode, text)
+    ref_ids = call(ref, "encode", ref.encode, text)
     for other in impls[1:]:
         pair = f"{ref.impl}~{other.impl}"
-        ids = _call(other, "encode", other.encode, text)
+        ids = call(other, "encode", other.encode, text)
         if ids != ref_ids:
             raise Failure(f"{pair}: different ids for the same text", key=f"{pair}:ids",
                           observed={other.impl: ids}, expected={ref.impl: ref_ids})
         if any(i >= other.vocab_size for i in ids):
             continue
-        a, b = ref.decode(ids), _call(other, "decode", other.decode, ids)
+        a, b = ref.decode(ids), call(other, "decode", other.decode, ids)
         if a != b:
             raise Failure(f"{pair}: the same ids decode to different text", key=f"{pair}:decode",
                           observed={other.impl: b}, expected={ref.impl: a})

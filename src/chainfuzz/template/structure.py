@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..messages import BASIC_ROLES
+
 SENTINEL = "zq{}x"  # ASCII, no markers, unlikely in any template literal
-PROBE_ROLES = ("system", "user", "assistant")
 
 
 def sentinel(i: int) -> str:
@@ -86,7 +87,7 @@ class Structure:
 def probe_conversations() -> list[list[str]]:
     """Role sequences whose renderings teach `Structure` every transition between probe roles:
     each ordered pair alone and after a user/assistant exchange, plus common full shapes."""
-    pairs = [[a, b] for a in PROBE_ROLES for b in PROBE_ROLES]
+    pairs = [[a, b] for a in BASIC_ROLES for b in BASIC_ROLES]
     return [
         ["user"], ["system", "user"], ["user", "assistant", "user"],
         ["system", "user", "assistant", "user", "assistant"],

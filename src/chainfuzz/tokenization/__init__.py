@@ -1,23 +1,33 @@
 """Tokenizer implementations behind one interface, loaded from a target's tokenizer source.
 
-A source gets every implementation that can read it, reference first: a GGUF file gets
-llama.cpp (native, through llama-cpp-python) and transformers' conversion; a SentencePiece
-``.model`` gets sentencepiece and transformers' conversion; mistral's files get mistral-common
-and transformers' conversion. Optional implementations that are not installed, or that cannot
-read the file, are listed in ``unavailable`` with the reason instead.
+A source gets every implementation that can read it (`formats.FORMATS`), reference first: a
+GGUF file gets llama.cpp (native, through llama-cpp-python) and transformers' conversion; a
+SentencePiece ``.model`` gets sentencepiece and transformers' conversion; mistral's files get
+mistral-common and transformers' conversion. Optional implementations that are not installed,
+or that cannot read the file, are listed in ``unavailable`` with the reason instead.
+Implementations are a lazy table (`AVAILABLE_TOKENIZERS`); third parties add theirs through
+the ``chainfuzz.tokenizers`` entry-point group.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..errors import TargetError
-from ..targets import TokenizerSource
-from .base import Tokenizer, TokenizerCrash
+from ..internal.lazy import LazyTable
+from .base import Tokenizer, TokenizerCrash, TokenizerSource
 
-__all__ = ["Loaded", "Tokenizer", "TokenizerCrash", "load"]
+__all__ = ["AVAILABLE_TOKENIZERS", "Loaded", "Tokenizer", "TokenizerCrash", "TokenizerSource", "load"]
+
+# Each row is a `Tokenizer` subclass: ``from_source(source)`` opens it, ``packages`` are
+# recorded in case files.
+AVAILABLE_TOKENIZERS = LazyTable("tokenizer implementation", {
+    "hf": "chainfuzz.tokenization.hf:HFTokenizer",
+    "llama.cpp": "chainfuzz.tokenization.llama_cpp:LlamaCppTokenizer",
+    "sentencepiece": "chainfuzz.tokenization.spm:SentencePieceTokenizer",
+    "mistral-common": "chainfuzz.tokenization.mistral:MistralCommonTokenizer",
+}, group="chainfuzz.tokenizers")
 
 
 @dataclass
@@ -27,51 +37,6 @@ class Loaded:
     impls: list[Tokenizer] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
 
-
-def _hf(source: TokenizerSource) -> Tokenizer:
-    from . import hf
-
-    path = Path(source.path)
-    loaders: dict[str, Callable[[], Tokenizer]] = {
-        "hf": lambda: hf.from_pretrained(path),
-        "hf-json": lambda: hf.from_tokenizer_json(path),
-        "gguf": lambda: hf.from_gguf(path),
-        "sentencepiece": lambda: hf.from_sentencepiece(path),
-        "mistral-sentencepiece": lambda: hf.from_sentencepiece(path),
-        "tekken": lambda: hf.from_tekken(path),
-    }
-    return loaders[source.format]()
-
-
-def _llama_cpp(source: TokenizerSource) -> Tokenizer:
-    from .llama_cpp import LlamaCppTokenizer
-
-    return LlamaCppTokenizer(Path(source.path))
-
-
-def _sentencepiece(source: TokenizerSource) -> Tokenizer:
-    from .spm import SentencePieceTokenizer
-
-    path = Path(source.path)
-    return SentencePieceTokenizer(path / "tokenizer.model" if path.is_dir() else path)
-
-
-def _mistral(source: TokenizerSource) -> Tokenizer:
-    from .mistral import MistralCommonTokenizer
-
-    return MistralCommonTokenizer(Path(source.path))
-
-
-# Per format, the implementations to load, reference first; the extra that installs each.
-_IMPLS: dict[str, list[tuple[str, Callable[[TokenizerSource], Tokenizer], str]]] = {
-    "hf": [("hf", _hf, ""), ("sentencepiece", _sentencepiece, "spm")],
-    "hf-json": [("hf", _hf, "")],
-    "gguf": [("llama.cpp", _llama_cpp, "llama"), ("hf", _hf, "hf-gguf")],
-    "sentencepiece": [("sentencepiece", _sentencepiece, "spm"), ("hf", _hf, "spm")],
-    "mistral-sentencepiece": [("mistral-common", _mistral, "mistral"),
-                              ("sentencepiece", _sentencepiece, "spm"), ("hf", _hf, "spm")],
-    "tekken": [("mistral-common", _mistral, "mistral"), ("hf", _hf, "mistral")],
-}
 
 # Per source: what loaded, or why nothing did (a failed load is as slow as a good one).
 _CACHE: dict[tuple[str, str, str], Loaded | TargetError] = {}
@@ -92,20 +57,21 @@ def load(source: TokenizerSource) -> Loaded:
 
 
 def _load(source: TokenizerSource) -> Loaded | TargetError:
+    from .formats import readers
+
     loaded = Loaded()
-    for name, loader, extra in _IMPLS[source.format]:
-        if source.format == "hf" and name == "sentencepiece" \
-                and not (Path(source.path) / "tokenizer.model").exists():
-            continue  # a model folder has a SentencePiece model only sometimes
+    for reader in readers(source.format):
+        if reader.needs and not (Path(source.path) / reader.needs).exists():
+            continue
         try:
-            loaded.impls.append(loader(source))
+            loaded.impls.append(AVAILABLE_TOKENIZERS.load(reader.impl).from_source(source))
         except ImportError as exc:
-            hint = f" (pip install 'chainfuzz[{extra}]')" if extra else ""
-            loaded.unavailable[name] = f"not installed: {exc.name or exc}{hint}"
+            hint = f" (pip install 'chainfuzz[{reader.extra}]')" if reader.extra else ""
+            loaded.unavailable[reader.impl] = f"not installed: {exc.name or exc}{hint}"
         except TokenizerCrash as exc:
-            loaded.unavailable[name] = f"crashed loading the file: {exc}"
+            loaded.unavailable[reader.impl] = f"crashed loading the file: {exc}"
         except Exception as exc:  # noqa: BLE001 - each library fails its own way on a bad file
-            loaded.unavailable[name] = f"cannot read it: {type(exc).__name__}: {_first_line(exc)}"
+            loaded.unavailable[reader.impl] = f"cannot read it: {type(exc).__name__}: {_first_line(exc)}"
     if not loaded.impls:
         reasons = "; ".join(f"{k}: {v}" for k, v in loaded.unavailable.items())
         return TargetError(f"{source.path}: no tokenizer implementation can load it ({reasons})")

@@ -10,11 +10,23 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 # Added tokens that are not marked special but still act as control tokens when they match
 # in text: chat markers in the <|...|>, <｜...｜>, [INST] and <start_of_turn> shapes.
 _CONTROL_SHAPE = re.compile(r"^(<\|.+\|>|<｜.+｜>|\[/?[A-Z_]{2,}\]|<(start|end)_of_[a-z_]+>|</?s>)$")
+
+
+@dataclass(frozen=True)
+class TokenizerSource:
+    """Where a target's tokenizer lives: its format (a row of `formats.FORMATS`), its path and
+    the hash of its files."""
+
+    format: str
+    path: str
+    sha256: str
 
 
 class TokenizerCrash(Exception):
@@ -31,6 +43,8 @@ class Tokenizer(ABC):
     """
 
     impl: str = "?"
+    packages: tuple[str, ...] = ()  # whose versions a case file records
+    formats: tuple[str, ...] = ()  # a third-party implementation: the formats it reads
     vocab_size: int = 0
     bos_id: int | None = None
     eos_id: int | None = None
@@ -42,6 +56,11 @@ class Tokenizer(ABC):
     normalizer: str | None = None  # the normalising step that changes text by design, if any
     special: dict[str, int]
     added: dict[str, int]
+
+    @classmethod
+    def from_source(cls, source: TokenizerSource) -> "Tokenizer":
+        """Open the tokenizer at ``source`` (an `ImportError` when a dependency is missing)."""
+        return cls(Path(source.path))
 
     @abstractmethod
     def encode(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
@@ -62,6 +81,13 @@ class Tokenizer(ABC):
 
     def close(self) -> None:
         """Release what the implementation holds (a worker process)."""
+
+    def stream_decoders(self) -> dict:
+        """The ways servers decode this tokenizer's ids incrementally, by name: each takes the
+        id steps and returns the text deltas (`chainfuzz.tokenization.stream`)."""
+        from .stream import algorithms
+
+        return algorithms(self)
 
     @cached_property
     def control_like(self) -> dict[str, int]:

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from .base import Tokenizer
+from .base import Tokenizer, TokenizerSource
 
 # Normalisers that change text by design; a round trip through them is lossy on purpose.
 _BY_DESIGN = {"Lowercase", "NFC", "NFD", "NFKC", "NFKD", "StripAccents", "Precompiled"}
@@ -22,6 +22,15 @@ class HFTokenizer(Tokenizer):
     """A transformers tokenizer (``PreTrainedTokenizerFast`` or its v5 successor)."""
 
     impl = "hf"
+    packages = ("transformers", "tokenizers")
+
+    @classmethod
+    def from_source(cls, source: TokenizerSource) -> "HFTokenizer":
+        """transformers' own loading of the source, or its conversion of another format."""
+        loaders = {"hf": from_pretrained, "hf-json": from_tokenizer_json, "gguf": from_gguf,
+                   "sentencepiece": from_sentencepiece, "mistral-sentencepiece": from_sentencepiece,
+                   "tekken": from_tekken}
+        return loaders[source.format](Path(source.path))
 
     def __init__(self, tok, *, origin: str = "hf") -> None:
         self.tok = tok

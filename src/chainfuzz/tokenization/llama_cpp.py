@@ -21,6 +21,7 @@ class LlamaCppTokenizer(Tokenizer):
     """``Llama(path, vocab_only=True)`` behind a JSON-lines pipe."""
 
     impl = "llama.cpp"
+    packages = ("llama-cpp-python",)
     _worker: Worker | None = None  # also for __del__ after __init__ raised
 
     def __init__(self, path: Path) -> None:

@@ -15,6 +15,7 @@ class MistralCommonTokenizer(Tokenizer):
     """A ``tekken*.json`` or ``tokenizer.model.v*`` file, as mistral-common loads it."""
 
     impl = "mistral-common"
+    packages = ("mistral-common", "sentencepiece")
     parses_special = False
 
     def __init__(self, path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Tokenizer
+from .base import Tokenizer, TokenizerSource
 
 _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED = 1, 2, 3, 4
 
@@ -13,7 +13,13 @@ class SentencePieceTokenizer(Tokenizer):
     """Plain SentencePiece: it never parses control-token text, only user-defined pieces."""
 
     impl = "sentencepiece"
+    packages = ("sentencepiece", "protobuf")
     parses_special = False
+
+    @classmethod
+    def from_source(cls, source: TokenizerSource) -> "SentencePieceTokenizer":
+        path = Path(source.path)
+        return cls(path / "tokenizer.model" if path.is_dir() else path)
 
     def __init__(self, path: Path) -> None:
         import sentencepiece as spm

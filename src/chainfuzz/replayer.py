@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from hypothesis.errors import UnsatisfiedAssumption
@@ -10,23 +9,9 @@ from hypothesis.errors import UnsatisfiedAssumption
 from . import cases, registry
 from .context import Context
 from .errors import ChainfuzzError, Failure
+from .kinds import kind
+from .report import Outcome, ReplayReport
 from .targets import load_target
-
-
-@dataclass
-class Outcome:
-    """``status``: "fails" (same defect), "fails-differently", "fixed", "skipped", "missing"
-    (the target is not on this machine) or "error"."""
-
-    path: Path
-    property: str
-    status: str
-    detail: str
-    target_changed: bool = False
-
-    @property
-    def failing(self) -> bool:
-        return self.status in ("fails", "fails-differently")
 
 
 def replay(path: Path) -> Outcome:
@@ -42,12 +27,23 @@ def replay(path: Path) -> Outcome:
         return Outcome(path, "?", "error", str(exc))
     changed = target.sha256 != rec["target"].get("sha256")
     ctx = Context(target, engines=tuple(rec["target"].get("engines") or ("transformers",)))
-    if absent := _absent_impls(ctx, rec["target"].get("impls") or []) or _absent_engines(ctx, prop):
-        return Outcome(path, prop.id, "missing", absent, changed)
     try:
+        if absent := kind(prop.applies_to).missing(ctx, rec["target"]):
+            return Outcome(path, prop.id, "missing", absent, changed)
         return _outcome(path, prop, ctx, rec, changed)
     finally:
         ctx.close()
+
+
+def replay_all(paths: list[Path], on_outcome=None) -> ReplayReport:
+    """Replay every case file under ``paths``; ``on_outcome`` sees each as it is known."""
+    report = ReplayReport()
+    for path in cases.case_files(paths):
+        outcome = replay(path)
+        report.outcomes.append(outcome)
+        if on_outcome:
+            on_outcome(outcome)
+    return report
 
 
 def _outcome(path: Path, prop, ctx: Context, rec: dict, changed: bool) -> Outcome:
@@ -61,26 +57,3 @@ def _outcome(path: Path, prop, ctx: Context, rec: dict, changed: bool) -> Outcom
     except Exception as exc:  # a property bug must not hide the other cases' results
         return Outcome(path, prop.id, "error", f"{type(exc).__name__}: {exc}", changed)
     return Outcome(path, prop.id, "fixed", "the property holds now", changed)
-
-
-def _absent_engines(ctx: Context, prop) -> str:
-    """Why a recorded engine cannot run here: not installed, or no server at its URL."""
-    if prop.applies_to != "engine":
-        return ""
-    try:
-        ctx.engines  # noqa: B018
-    except ChainfuzzError as exc:
-        return str(exc)
-    return ""
-
-
-def _absent_impls(ctx: Context, needed: list[str]) -> str:
-    """Why a recorded tokenizer implementation cannot run here ("" when all can)."""
-    if not needed:
-        return ""
-    try:
-        here = {t.impl for t in ctx.tokenizers}
-    except ChainfuzzError as exc:
-        return str(exc)
-    gone = [i for i in needed if i not in here]
-    return "; ".join(f"{i} does not run here: {ctx.unavailable.get(i, 'not loaded')}" for i in gone)

@@ -1,8 +1,15 @@
-"""pytest collects chainfuzz case files (``crashes/*.json``) as regression tests.
+"""chainfuzz's pytest plugin: case files (``crashes/*.json``) are collected as regression tests.
+
+pytest loads this module in every project that has chainfuzz installed, used or not, so it
+lives outside the ``chainfuzz`` package (as Hypothesis keeps ``_hypothesis_pytestplugin``) and
+imports only pytest and the standard library when pytest starts: no transformers, no
+Hypothesis, no change to ``os.environ``. chainfuzz itself is imported when a ``.json`` file
+turns out to be a case file.
 
 A case with ``"status": "open"`` records a defect not yet fixed: it is an expected failure, and
 when it starts passing the test fails, telling you to mark it ``"fixed"``. A ``"fixed"`` case
-must keep passing: a failure is a regression.
+must keep passing: a failure is a regression. User properties the cases need are loaded from
+the folders of the ``chainfuzz_property_dirs`` ini option (relative to the rootdir).
 """
 
 from __future__ import annotations
@@ -12,10 +19,17 @@ from pathlib import Path
 import pytest
 
 
-def pytest_collect_file(file_path: Path, parent):
-    from .cases import is_case
+def pytest_addoption(parser) -> None:
+    parser.addini("chainfuzz_property_dirs", type="paths", default=[],
+                  help="folders of user properties that chainfuzz case files need")
 
-    if file_path.suffix == ".json" and is_case(file_path):
+
+def pytest_collect_file(file_path: Path, parent):
+    if file_path.suffix != ".json":
+        return None
+    from chainfuzz.casefile import is_case  # the standard library only
+
+    if is_case(file_path):
         return CaseFile.from_parent(parent, path=file_path)
     return None
 
@@ -27,9 +41,11 @@ class CaseFile(pytest.File):
 
 class CaseItem(pytest.Item):
     def runtest(self) -> None:
-        from . import cases
-        from .replay import replay
+        from chainfuzz import cases
+        from chainfuzz.registry import load_properties
+        from chainfuzz.replayer import replay
 
+        load_properties(self.config.getini("chainfuzz_property_dirs"))
         status = cases.read(self.path).get("status", "open")
         outcome = replay(self.path)
         if outcome.status == "skipped":

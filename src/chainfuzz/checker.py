@@ -1,0 +1,107 @@
+"""``check``: run every applicable property on every target at a path, recording findings.
+
+Findings are written to the crash folder the moment they are found, so an interrupted or
+crashed run loses none of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import cases, registry
+from .context import Context
+from .errors import UsageError
+from .internal.runner import Finding, RunSettings, run_property
+from .report import CheckReport, TargetReport
+from .targets import load_targets
+
+Progress = Callable[[str], None]
+
+
+def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSettings | None = None,
+          total_budget: float | None = None, crashes_dir: Path | None = Path("crashes"),
+          progress: Progress | None = None, strict: bool = True,
+          engines: tuple[str, ...] = ("transformers",)) -> CheckReport:
+    """Check every target at ``path``; ``total_budget`` seconds are shared across all searches.
+
+    A named property runs on the targets it applies to; with ``strict``, naming only properties
+    that apply to none of them is a `UsageError`. ``engines`` are the ``--engine`` specs that
+    run a model folder's engine properties. Only the kinds the chosen properties need are
+    opened (a model folder's engines start only for engine properties).
+    """
+    run = run or RunSettings()
+    seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
+    plan = _plan(load_targets(path), property_ids, engines, path, strict)
+    report = CheckReport(str(path), seed)
+    start = time.monotonic()
+    searches = sum(len(props) for _, props in plan)
+    done = 0
+    try:
+        for ctx, props in plan:
+            treport = _target_report(ctx, {p.applies_to for p in props})
+            report.targets.append(treport)
+            for prop in props:
+                budget = run.budget
+                if total_budget is not None:
+                    left = total_budget - (time.monotonic() - start)
+                    budget = max(0.05, left / (searches - done))
+                settings = dataclasses.replace(run, budget=budget, seed=seed)
+                if progress:
+                    progress(f"[{done + 1}/{searches}] {ctx.target.name}: {prop.id}")
+                result = run_property(prop, ctx, settings, _recorder(treport, ctx, crashes_dir))
+                treport.results.append(result)
+                done += 1
+    except KeyboardInterrupt:
+        report.interrupted = True
+    finally:
+        for ctx, _ in plan:
+            ctx.close()
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def _plan(targets, property_ids, engines, path, strict) -> list[tuple[Context, list]]:
+    """Each target's opened context and the properties to run on it; bad input (a template
+    that does not compile, a tokenizer nothing reads, an engine that cannot start) raises
+    before any search, and leaves no engine running."""
+    plan: list[tuple[Context, list]] = []
+    try:
+        for target in targets:
+            ctx = Context(target, engines=engines)
+            props = registry.select(property_ids, ctx.kinds)
+            plan.append((ctx, props))
+            ctx.open({p.applies_to for p in props})
+    except BaseException:
+        for ctx, _ in plan:
+            ctx.close()
+        raise
+    if strict and property_ids and not any(props for _, props in plan):
+        kinds = " and a ".join(sorted({k for ctx, _ in plan for k in ctx.kinds})) or "nothing"
+        wanted = " or ".join(sorted({registry.get(p).applies_to for p in property_ids}))
+        raise UsageError(f"the named properties apply to a {wanted}; {path} holds a {kinds}")
+    return plan
+
+
+def _target_report(ctx: Context, kinds: set[str]) -> TargetReport:
+    """What the report lists for ``ctx``: per kind's label, the implementations that ran."""
+    report = TargetReport(ctx.target, unavailable=ctx.unavailable)
+    for k in ctx.kind_rows():
+        if k.name in kinds and k.label and k.label not in report.ran:
+            report.ran[k.label] = k.ran(ctx)
+            report.json_keys[k.label] = k.json_key
+    return report
+
+
+def _recorder(treport: TargetReport, ctx: Context, crashes_dir: Path | None):
+    def on_finding(finding: Finding) -> None:
+        if crashes_dir is None:
+            return
+        rec = cases.record(finding, ctx, crashes_dir)
+        path, _ = cases.write(rec, crashes_dir)
+        treport.cases[finding.signature] = str(path)
+
+    return on_finding
