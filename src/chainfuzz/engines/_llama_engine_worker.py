@@ -41,11 +41,11 @@ def handler(path: str):
     """Load the model; the function that answers each request."""
     import llama_cpp
 
-    worker = Worker(llama_cpp, path)
+    session = LlamaSession(llama_cpp, path)
 
     def handle(req: dict) -> dict:
         try:
-            return worker.handle(req)
+            return session.handle(req)
         except Refused as exc:
             return {"refused": str(exc)}
         except Exception as exc:  # noqa: BLE001 - reported to the engine, the worker lives on
@@ -54,7 +54,9 @@ def handler(path: str):
     return handle
 
 
-class Worker:
+class LlamaSession:
+    """The model loaded in llama-cpp-python, answering the engine's requests (in the worker process)."""
+
     def __init__(self, llama_cpp, path: str) -> None:
         import numpy as np
 

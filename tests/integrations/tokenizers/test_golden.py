@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from chainfuzz import corpus, golden
+from chainfuzz import corpus
+from chainfuzz.tokenization import golden
 from chainfuzz.context import Context
 from chainfuzz.errors import Failure, Skip
 from chainfuzz.registry import get

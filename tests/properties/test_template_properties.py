@@ -28,7 +28,7 @@ from chainfuzz.internal.runner import PropertyResult, RunSettings, run_property
 from chainfuzz.targets import Target
 from verdicts import check_once, severity
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = Path(__file__).parents[1] / "templates"
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
 SEED = 0
 MAX_EXAMPLES = 200  # a seeded search; every planted defect shows within it

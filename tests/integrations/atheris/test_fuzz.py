@@ -19,7 +19,7 @@ from chainfuzz.internal.runner import signature
 
 pytest.importorskip("atheris")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _executions(out: str) -> int:

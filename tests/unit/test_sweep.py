@@ -6,6 +6,7 @@ import os
 import time
 
 from chainfuzz import sweep
+from chainfuzz.report import Row, SweepReport
 
 
 def test_dead_and_hung_checks_become_error_rows_and_the_rest_completes(monkeypatch):
@@ -15,7 +16,7 @@ def test_dead_and_hung_checks_become_error_rows_and_the_rest_completes(monkeypat
             os._exit(3)  # what a segfaulting extension does to the process, minus the core file
         if name == "hangs":
             time.sleep(60)
-        return sweep.Row(name, seconds=0.01)
+        return Row(name, seconds=0.01)
 
     monkeypatch.setattr(sweep, "_check_one", fake_check)
     tasks = [(name, [], None, None, None) for name in ("fine-1", "dies", "hangs", "fine-2")]
@@ -29,6 +30,6 @@ def test_dead_and_hung_checks_become_error_rows_and_the_rest_completes(monkeypat
 
 
 def test_a_crashed_template_shows_as_not_applicable_in_the_table():
-    report = sweep.SweepReport("c", 0, ["template.renders"],
-                               rows=[sweep.Row("t", error="the checking process died (exit code 3)")])
+    report = SweepReport("c", 0, ["template.renders"],
+                               rows=[Row("t", error="the checking process died (exit code 3)")])
     assert "| t | n/a |" in report.markdown()

@@ -1,0 +1,5 @@
+"""``python -m chainfuzz``: the same as the ``chainfuzz`` command."""
+
+from .cli import main
+
+raise SystemExit(main())
