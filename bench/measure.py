@@ -7,6 +7,8 @@ import time
 
 from hypothesis import HealthCheck, Phase, given, settings
 
+from chainfuzz.internal.runner import reproducible_generation
+
 
 def draw_cases(strategy, n: int) -> list[dict]:
     """``n`` cases drawn from ``strategy`` (derandomised: the same cases every run)."""
@@ -18,7 +20,8 @@ def draw_cases(strategy, n: int) -> list[dict]:
     def collect(case):
         cases.append(case)
 
-    collect()
+    with reproducible_generation():
+        collect()
     return cases[:n]
 
 

@@ -147,6 +147,67 @@ def test_the_pytest_plugin_costs_a_project_that_does_not_use_it_nothing(venv, em
     assert proc.returncode == 0 and "1 passed" in proc.stdout, proc.stdout + proc.stderr
 
 
+PLUGIN = '''
+import chainfuzz
+from chainfuzz import strategies as cst
+
+
+@chainfuzz.property("plugin.no_tabs", inputs=lambda ctx: cst.conversations(ctx.markers), severity="warning")
+def no_tabs(ctx, case):
+    """The template never writes a tab."""
+    if "\\t" in ctx.render_or_skip(case["messages"], tools=case["tools"]):
+        raise chainfuzz.Failure("a tab", key="tab")
+
+
+class EchoEngine(chainfuzz.Engine):
+    name = "echo"
+'''
+
+PLUGIN_PROJECT = """[build-system]
+requires = ["setuptools>=77"]
+build-backend = "setuptools.build_meta"
+
+[project]
+name = "cfplugin"
+version = "1"
+
+[tool.setuptools]
+py-modules = ["cfplugin"]
+
+[project.entry-points."chainfuzz.properties"]
+mine = "cfplugin"
+
+[project.entry-points."chainfuzz.engines"]
+echo = "cfplugin:EchoEngine"
+"""
+
+
+def test_a_third_party_package_adds_properties_and_engines_through_entry_points(venv, tmp_path, empty):
+    """An installed package's entry points add a property (`chainfuzz properties` lists it,
+    `check` runs it) and an engine (the engine table names it), with no flag."""
+    project = tmp_path / "plugin"
+    project.mkdir()
+    (project / "cfplugin.py").write_text(PLUGIN, encoding="utf-8")
+    (project / "pyproject.toml").write_text(PLUGIN_PROJECT, encoding="utf-8")
+    proc = _run([venv / "python", "-m", "pip", "install", "-q", "--no-deps", project], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    try:
+        proc = _run([venv / "chainfuzz", "properties"], cwd=empty)
+        assert proc.returncode == 0 and "plugin.no_tabs" in proc.stdout, proc.stdout + proc.stderr
+        (empty / "tabs.jinja").write_text("{% for m in messages %}{{ m.role }}\t{{ m.content }}{% endfor %}",
+                                          encoding="utf-8")
+        proc = _run([venv / "chainfuzz", "check", "tabs.jinja", "--property", "plugin.no_tabs", "--seed", "1",
+                     "--crashes", "c"], cwd=empty)
+        assert proc.returncode == 0 and "1 warning(s)" in proc.stdout, proc.stdout + proc.stderr
+        proc = _run([venv / "python", "-c", "from chainfuzz.engines import AVAILABLE_ENGINES as t;"
+                     "print(t.names()[-1], t.load('echo').__name__)"], cwd=empty)
+        assert proc.stdout.split() == ["echo", "EchoEngine"], proc.stdout + proc.stderr
+    finally:
+        _run([venv / "python", "-m", "pip", "uninstall", "-q", "-y", "cfplugin"], cwd=tmp_path)
+    proc = _run([venv / "chainfuzz", "properties"], cwd=empty)
+    assert "plugin.no_tabs" not in proc.stdout  # the clean twin: gone with the package
+
+
 def test_the_wheel_installs_with_every_extra(dists, tmp_path):
     """``pip install 'chainfuzz[all]'``: torch's CPU build first, as `make test` does, then the
     wheel with every extra; llama.cpp's tokenizer then reads a GGUF from the installed package."""

@@ -176,8 +176,10 @@ def test_an_engine_finding_records_its_engines_and_replays_with_them(tiny, tmp_p
 
     ctx = _ctx(tiny, crop_cache=False)
     finding = run(get("engine.prefix_cache_invariant"), ctx, RUN).findings[0]
-    path, _ = write(record(finding, ctx.target, tmp_path, engines=("transformers",)), tmp_path)
-    assert json.loads(path.read_text())["target"]["engines"] == ["transformers"]
+    path, _ = write(record(finding, ctx, tmp_path), tmp_path)
+    written = json.loads(path.read_text())
+    assert written["target"]["engines"] == ["transformers"] and written["target"]["impls"] == ["hf"]
+    assert {"torch", "transformers", "tokenizers"} <= set(written["versions"])  # what decides it
     # The recorded engine is the clean transformers engine, so the case replays as fixed: the
     # defect lived in the engine's configuration, which a spec names.
     assert replay(path).status == "fixed"

@@ -1,4 +1,4 @@
-"""Crash records: file names, contents, de-duplication, portable paths, replay, the pytest plugin."""
+"""Case files: file names, contents, de-duplication, portable paths, replay, the pytest plugin."""
 
 from __future__ import annotations
 
@@ -55,6 +55,8 @@ def test_record_name_and_fields(recorded, sources):
     assert re.fullmatch(r"template\.renders--nullcrash\.jinja--[0-9a-f]{12}\.json", case.name), case.name
     assert case.name == f"{rec['property']}--{rec['target']['name']}--{rec['signature']}.json"
     assert rec["chainfuzz_case"] == 1
+    # The versions that decide a template finding: its renderers, not the tokenizers.
+    assert {"python", "chainfuzz", "hypothesis", "transformers", "jinja2", "minijinja"} == set(rec["versions"])
     assert rec["property"] == "template.renders"
     assert rec["severity"] == "error"
     assert rec["status"] == "open"
@@ -227,3 +229,14 @@ def test_case_files_finds_only_cases(recorded, tmp_path):
     assert sorted(cases.case_files([crash_dir])) == sorted([case, crash_dir / "sub" / case.name])
     with pytest.raises(cases.UsageError):
         cases.read(crash_dir / "notes.json")
+
+
+def test_a_renamed_property_keeps_its_old_id_for_old_cases(recorded):
+    """chain.single_bos was tokenizer.single_bos: a case file naming the old id resolves to the
+    property under its new one (crashes/ holds real ones, which `make test` replays)."""
+    from chainfuzz import registry
+
+    assert registry.get("tokenizer.single_bos") is registry.get("chain.single_bos")
+    assert "tokenizer.single_bos" not in {p.id for p in registry.all_properties()}
+    with pytest.raises(cases.UsageError, match="unknown property 'tokenizer.no_such'"):
+        registry.get("tokenizer.no_such")

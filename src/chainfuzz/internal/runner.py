@@ -7,6 +7,7 @@ uninteresting, so one run reports every distinct defect of a property, each shru
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -14,7 +15,7 @@ import random
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
 from hypothesis import seed as hseed
@@ -26,6 +27,34 @@ from ..registry import Property
 
 # Inputs the template refuses do not count as examples; this bounds how many are tried.
 MAX_TRIES_PER_EXAMPLE = 3
+
+
+@contextlib.contextmanager
+def reproducible_generation() -> Iterator[None]:
+    """Generation that depends on the seed alone, not on which modules are loaded.
+
+    Hypothesis (6.131 and later) mixes the string and number literals of every *local*
+    module (one outside site-packages and the standard library) into what it draws. The
+    same ``--seed`` then searched differently from a checkout than from an installed wheel,
+    differently once a lazy import had loaded another chainfuzz module mid-run, and
+    differently in each user's project. chainfuzz's searches see no local constants
+    (Hypothesis' own global ones stay); a Hypothesis without the feature is left alone.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+
+        original, cache = providers._get_local_constants, providers.CONSTANTS_CACHE.cache
+        empty = type(providers._local_constants)()  # hypothesis.internal.constants_ast.Constants
+    except (ImportError, AttributeError, TypeError):
+        yield
+        return
+    providers._get_local_constants = lambda: empty
+    cache.clear()  # drawn values permitted per constraint: computed with the local constants
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        cache.clear()
 
 
 class _OutOfTime(BaseException):
@@ -216,7 +245,8 @@ def _search_round(prop, ctx, strategy, known, run, seed, deadline, result):
     )(hseed(seed)(given(strategy)(test)))
     failure = None
     try:
-        search()
+        with reproducible_generation():
+            search()
     except Failure as f:
         failure = f
     except (_OutOfTime, Flaky):

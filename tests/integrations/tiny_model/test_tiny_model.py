@@ -80,3 +80,15 @@ def test_the_model_folder_is_a_template_and_tokenizer_target(tiny, cli, tmp_path
 def test_an_unknown_vocabulary_is_one_error_line(cli, tmp_path, one_error_line):
     r = cli("model", "tiny", "--vocab", "nope", "--out", tmp_path / "m")
     assert "no vocabulary 'nope'" in one_error_line(r) and "qwen2" in r.err
+
+
+def test_only_the_kinds_the_chosen_properties_need_are_opened(tiny, cli, tmp_path, monkeypatch, one_error_line):
+    """Template properties on a model folder start no engine: naming an engine that cannot
+    start here is bad input for engine properties only."""
+    monkeypatch.delenv("CHAINFUZZ_VLLM_PYTHON", raising=False)
+    monkeypatch.chdir(tmp_path)  # no .venv-vllm here
+    common = ("--engine", "vllm", "--max-examples", "3", "--seed", "0", "--crashes", tmp_path / "c")
+    r = cli("check", tiny, "--property", "chain.single_bos", *common)
+    assert r.rc == 0 and "engines:" not in r.out, r.out + r.err
+    r = cli("check", tiny, "--property", "engine.greedy_deterministic", *common)
+    assert "engine 'vllm' cannot run here" in one_error_line(r)
