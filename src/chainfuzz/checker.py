@@ -42,7 +42,7 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     done = 0
     try:
         for ctx, props in plan:
-            treport = _target_report(ctx, {p.applies_to for p in props})
+            treport = _target_report(ctx, props)
             report.targets.append(treport)
             for prop in props:
                 budget = run.budget
@@ -86,9 +86,10 @@ def _plan(targets, property_ids, engines, path, strict) -> list[tuple[Context, l
     return plan
 
 
-def _target_report(ctx: Context, kinds: set[str]) -> TargetReport:
+def _target_report(ctx: Context, props: list) -> TargetReport:
     """What the report lists for ``ctx``: per kind's label, the implementations that ran."""
     report = TargetReport(ctx.target, unavailable=ctx.unavailable)
+    kinds = {p.applies_to for p in props}
     for k in ctx.kind_rows():
         if k.name in kinds and k.label and k.label not in report.ran:
             report.ran[k.label] = k.ran(ctx)

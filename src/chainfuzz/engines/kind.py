@@ -20,6 +20,7 @@ class EngineKind(ChainKind):
                 and kind("chain").recognises(target))
 
     def open(self, ctx) -> None:
+        super().open(ctx)  # the chain its prompts come from
         ctx.engines  # noqa: B018 - an engine that cannot start here is bad input
 
     def ran(self, ctx) -> list[str]:

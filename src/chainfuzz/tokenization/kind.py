@@ -66,6 +66,14 @@ class ChainKind(TokenizerKind):
 
     name = "chain"
 
+    def open(self, ctx) -> None:
+        """A chain renders the template: one that does not compile is bad input here too."""
+        from ..kinds import kind
+
+        if ctx.target.source is not None:
+            kind("template").open(ctx)
+        super().open(ctx)
+
     def versions(self, ctx) -> dict[str, str]:
         """The template's renderer decides a chain's prompts as much as the tokenizer."""
         from ..kinds import kind

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import pytest
 
@@ -92,3 +93,15 @@ def test_only_the_kinds_the_chosen_properties_need_are_opened(tiny, cli, tmp_pat
     assert r.rc == 0 and "engines:" not in r.out, r.out + r.err
     r = cli("check", tiny, "--property", "engine.greedy_deterministic", *common)
     assert "engine 'vllm' cannot run here" in one_error_line(r)
+
+
+def test_a_template_that_does_not_compile_is_bad_input_for_chain_properties_too(tiny, cli, tmp_path,
+                                                                               one_error_line):
+    """A chain renders the template, so opening the chain kind compiles it first."""
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny / name, folder / name)
+    (folder / "chat_template.jinja").write_text("{% for m in messages %}{{ m.content }", encoding="utf-8")
+    r = cli("check", folder, "--property", "chain.single_bos", "--max-examples", "3", "--crashes", tmp_path / "c")
+    assert "does not compile" in one_error_line(r)
