@@ -91,11 +91,10 @@ def test_properties_lists_the_built_in_properties(venv, empty):
         assert prop in proc.stdout
 
 
-def test_check_writes_a_case_that_replay_and_pytest_replay(venv, empty):
+def test_check_writes_a_case_that_replay_and_pytest_replay(venv, empty, sources):
     """check finds the planted crash (exit 1) and writes its case; replay says it still fails;
     the installed pytest plugin collects the case as an expected failure."""
-    (empty / "nullcrash.jinja").write_text(
-        "{% for m in messages %}{{ m.content + '' }}{% endfor %}", encoding="utf-8")
+    (empty / "nullcrash.jinja").write_text(sources.null_crash, encoding="utf-8")
     proc = _run([venv / "chainfuzz", "check", "nullcrash.jinja", "--property", "template.renders",
                  "--seed", "1", "--max-examples", "30", "--crashes", "crashes"], cwd=empty)
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -128,15 +127,17 @@ def test_every_module_imports(venv, empty):
 
 
 def test_the_pytest_plugin_costs_a_project_that_does_not_use_it_nothing(venv, empty):
-    """pytest starting in a project with chainfuzz installed imports none of chainfuzz,
-    transformers or Hypothesis, and leaves os.environ as it found it."""
-    before = empty / "environ.json"
+    """pytest starting in a project with chainfuzz installed imports neither transformers nor
+    Hypothesis, and leaves os.environ as it found it; a JSON file that is not a case costs
+    the standard-library sniff of `chainfuzz.casefile` and nothing more."""
+    before = empty.parent / "environ.json"
+    (empty / "data.json").write_text('{"not": "a case"}', encoding="utf-8")
     (empty / "test_plain.py").write_text(
         "import json, os, sys\n"
         "def test_plain(request):\n"
         "    assert request.config.pluginmanager.hasplugin('chainfuzz')\n"
-        "    loaded = [m for m in sys.modules if m.split('.')[0] in ('chainfuzz', 'transformers', 'hypothesis')]\n"
-        "    assert loaded == []\n"
+        "    loaded = {m for m in sys.modules if m.split('.')[0] in ('chainfuzz', 'transformers', 'hypothesis')}\n"
+        "    assert loaded <= {'chainfuzz', 'chainfuzz.casefile'}, loaded\n"
         f"    before = json.load(open({str(before)!r}))\n"
         "    now = {k: v for k, v in os.environ.items() if not k.startswith('PYTEST_')}\n"
         "    assert now == before\n", encoding="utf-8")
