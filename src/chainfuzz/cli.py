@@ -1,7 +1,8 @@
 """The ``chainfuzz`` command line.
 
-Exit codes: 0 no error-severity failure, 1 at least one, 2 bad input (one error line, no
-traceback), 3 chainfuzz itself failed (a property raised internally), 130 interrupted.
+Exit codes (`chainfuzz.report`): 0 no error-severity failure, 1 at least one, 2 bad input (one
+error line, no traceback), 3 chainfuzz itself failed (a property raised internally), 130
+interrupted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import sys
 from pathlib import Path
 
+from . import report
 from .errors import ChainfuzzError
 
 
@@ -21,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse's interface
         print(f"chainfuzz: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(report.BAD_INPUT)
 
 
 def _positive(kind):
@@ -58,14 +60,9 @@ def _property_dir_flag(p: argparse.ArgumentParser) -> None:
                         "packages add theirs through the 'chainfuzz.properties' entry points")
 
 
-def _engine_names() -> str:
-    """The built-in engines (their table, imported without any engine's dependencies)."""
-    from .engines import engine_help
-
-    return engine_help()
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from .engines import engine_help  # the engine table, without any engine's dependencies
+
     parser = _Parser(prog="chainfuzz", epilog="exit codes: 0 no error finding, 1 error findings, "
                      "2 bad input, 3 internal error, 130 interrupted",
                      description="Fuzz chat templates: find, shrink and record defects.")
@@ -76,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a .jinja file, a Hugging Face model folder, a .gguf file, or a folder of them")
     p.add_argument("--engine", metavar="ENGINE", action="append", dest="engines",
                    help="an engine that runs a model folder's engine properties (repeat it to "
-                        f"check several): {_engine_names()}; default transformers")
+                        f"check several): {engine_help()}; default transformers")
     _search_flags(p, crashes_default="crashes")
 
     p = sub.add_parser("sweep", help="check every template (or tokenizer) of a real corpus")
@@ -136,10 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         return _COMMANDS[args.command](args)
     except ChainfuzzError as exc:
         print(f"chainfuzz: error: {exc}", file=sys.stderr)
-        return 2
+        return report.BAD_INPUT
     except KeyboardInterrupt:
         print("chainfuzz: interrupted", file=sys.stderr)
-        return 130
+        return report.INTERRUPTED
 
 
 def _run_settings(args):
@@ -189,10 +186,9 @@ def _cmd_fuzz(args) -> int:
     from .fuzz import launch
 
     result = launch.fuzz(args.path, harness=args.harness, budget=args.budget,
-                          crashes_dir=Path(args.crashes).resolve(), seed=args.seed,
-                          inputs_dir=Path(args.inputs).resolve() if args.inputs else None,
-                          property_dirs=args.property_dirs,
-                          progress=_progress)
+                         crashes_dir=Path(args.crashes).resolve(), seed=args.seed,
+                         inputs_dir=Path(args.inputs).resolve() if args.inputs else None,
+                         property_dirs=args.property_dirs, progress=_progress)
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
     result.write_human(sys.stdout)

@@ -7,13 +7,13 @@ import datetime as _dt
 from functools import cached_property
 from pathlib import Path
 
-from .template import markers as _markers
 from .errors import Skip, UsageError
 from .kinds import kind
 from .kinds import names as kind_names
+from .targets import Target
+from .template import markers as _markers
 from .template.render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
 from .template.structure import Structure, learn_structure
-from .targets import Target
 
 
 class Context:
@@ -184,4 +184,3 @@ class Context:
     def prompt_chain(self):
         """The chain whose ids engines are given: the template with transformers' tokenizer."""
         return next(c for c in self.chains if c.tokenizer.impl == "hf")
-

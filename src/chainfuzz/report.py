@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from .internal.runner import Finding, PropertyResult
-from .targets import Target
+if TYPE_CHECKING:
+    from .internal.runner import Finding, PropertyResult
+    from .targets import Target
 
 # Exit codes of every command.
 OK = 0  # no error-severity finding (warnings may exist)

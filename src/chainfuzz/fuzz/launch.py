@@ -56,9 +56,9 @@ def plan(path: str | Path, harness: str, budget: float) -> list[tuple[str, int]]
 
 def fuzz(path: str | Path, *, harness: str = "all", budget: float = 60, crashes_dir: Path,
          seed: int | None = None, inputs_dir: Path | None = None, instrument: bool = True,
-         property_dirs: list[str] = (),
-         progress=None) -> FuzzReport:
-    """Fuzz the targets at ``path`` with ``harness`` ("all": every one that applies)."""
+         property_dirs: tuple[str, ...] | list[str] = (), progress=None) -> FuzzReport:
+    """Fuzz the targets at ``path`` with ``harness`` ("all": every one that applies);
+    ``property_dirs`` are user property folders, loaded in each harness process too."""
     if inputs_dir is not None and inputs_dir.exists() and not inputs_dir.is_dir():
         raise UsageError(f"--inputs {inputs_dir}: not a folder")
     report = FuzzReport(str(path))
@@ -71,7 +71,7 @@ def fuzz(path: str | Path, *, harness: str = "all", budget: float = 60, crashes_
 
 
 def _run(harness: str, path, seconds: int, crashes_dir: Path, seed: int | None,
-         inputs_dir: Path | None, instrument: bool, property_dirs=()) -> HarnessRun:
+         inputs_dir: Path | None, instrument: bool, property_dirs) -> HarnessRun:
     with tempfile.TemporaryDirectory(prefix="chainfuzz-fuzz-") as tmp:
         tmp = Path(tmp)
         work = (inputs_dir / harness) if inputs_dir else tmp / "inputs"
