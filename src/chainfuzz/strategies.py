@@ -278,7 +278,12 @@ def vocab_text(vocab, *, max_parts: int = 6) -> st.SearchStrategy[str]:
     ]
     if vocab.specials:
         atoms.insert(1, marker_fragments(vocab.specials))
-    return st.lists(st.one_of(atoms), max_size=max_parts).map("".join)
+    # Half the texts start with a space, as every word after the first does in a prompt: the
+    # prefix-space handling of SentencePiece and byte-level decoders lives there. (Drawn from
+    # the parts alone, 3.7% of 1,000 did on qwen2; the planted decoder that strips it went
+    # unseen in 200 examples once Hypothesis stopped seeding chainfuzz's own literals.)
+    lead = st.sampled_from(("", " "))
+    return st.tuples(lead, st.lists(st.one_of(atoms), max_size=max_parts)).map(lambda lp: lp[0] + "".join(lp[1]))
 
 
 def token_ids(vocab, *, max_size: int = 32) -> st.SearchStrategy[list[int]]:

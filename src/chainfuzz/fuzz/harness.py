@@ -121,7 +121,7 @@ class _Database(InMemoryExampleDatabase):
 class Fuzzer:
     """One harness on the targets at a path: ``one_input(bytes)`` is the atheris entry point.
 
-    ``contexts`` are prepared contexts (`check.prepare`); ``emit`` receives one JSON-able event
+    ``contexts`` are opened contexts (`Context.open`, see `load`); ``emit`` receives one JSON-able event
     per finding, a "start" event at the first input and a "stats" event every
     `STATS_INTERVAL` seconds.
     """

@@ -33,7 +33,7 @@ class TokenizerKind(Kind):
         ctx.loaded  # noqa: B018 - a tokenizer no implementation reads is bad input
 
     def ran(self, ctx) -> list[str]:
-        return [t.impl for t in ctx.tokenizers]
+        return _impls(ctx)
 
     def not_run(self, ctx) -> dict[str, str]:
         try:
@@ -43,14 +43,14 @@ class TokenizerKind(Kind):
 
     def record(self, ctx) -> dict:
         """The implementations the finding was checked with: a replay without one is missing."""
-        return {"impls": self.ran(ctx)}
+        return {"impls": _impls(ctx)}
 
     def missing(self, ctx, recorded: dict) -> str:
         needed = recorded.get("impls") or []
         if not needed:
             return ""
         try:
-            here = set(self.ran(ctx))
+            here = set(_impls(ctx))
         except ChainfuzzError as exc:
             return str(exc)
         gone = [i for i in needed if i not in here]
@@ -86,3 +86,8 @@ class ChainKind(TokenizerKind):
 
         return target.tokenizer is not None and (
             target.source is not None or FORMATS[target.tokenizer.format].chat)
+
+
+def _impls(ctx) -> list[str]:
+    """The tokenizer implementations that read the target, reference first."""
+    return [t.impl for t in ctx.tokenizers]
