@@ -107,6 +107,23 @@ def test_check_writes_a_case_that_replay_and_pytest_replay(venv, empty, sources)
     assert proc.returncode == 0 and "1 xfailed" in proc.stdout, proc.stdout + proc.stderr
 
 
+def test_a_seed_searches_the_same_from_the_wheel_as_from_the_checkout(venv, empty, sources):
+    """The same ``--seed`` draws the same inputs whether chainfuzz runs from site-packages or
+    from this checkout (Hypothesis would otherwise mix the checkout's literals into generation)."""
+    (empty / "chatml.jinja").write_text(sources.clean, encoding="utf-8")
+    args = ["check", "chatml.jinja", "--seed", "3", "--max-examples", "40", "--property",
+            "template.content_preserved", "template.prefix_stable", "template.roundtrip"]
+    runs = {}
+    for where, cmd in (("wheel", [venv / "chainfuzz"]), ("checkout", [sys.executable, "-m", "chainfuzz.cli"])):
+        proc = _run([*cmd, *args, "--crashes", f"c-{where}", "--json", f"{where}.json"], cwd=empty,
+                    env={"PYTHONPATH": str(SRC)} if where == "checkout" else None)
+        assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+        doc = json.loads((empty / f"{where}.json").read_text(encoding="utf-8"))
+        runs[where] = ({p: (s["examples"], s["skipped"]) for p, s in doc["stats"]["targets"]["chatml.jinja"].items()},
+                       sorted(f["reproducer"]["signature"] for f in doc["failures"]))
+    assert runs["wheel"] == runs["checkout"]
+
+
 def test_every_module_imports(venv, empty):
     """Every module of the package imports without the source tree and without the optional
     extras (the worker scripts, run as programs, excepted)."""
