@@ -41,8 +41,9 @@ def venv(where: Path, *packages: str) -> Path:
     return python
 
 
-def pytest_startup(runs: int) -> tuple[float, float]:
-    """(seconds without chainfuzz, seconds with it) for pytest in an empty project."""
+def pytest_startup(runs: int) -> dict[str, float]:
+    """Seconds pytest takes in an empty project: without chainfuzz, with it (and its
+    dependencies, whose pytest plugins load too), and with it but one plugin turned off."""
     with tempfile.TemporaryDirectory(prefix="chainfuzz-startup-") as tmp:
         tmp = Path(tmp)
         subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", tmp / "dist", ROOT],
@@ -54,8 +55,14 @@ def pytest_startup(runs: int) -> tuple[float, float]:
         project.mkdir()
         (project / "test_nothing.py").write_text("def test_nothing():\n    pass\n", encoding="utf-8")
         cmd = ["-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        return (median_seconds([without, *cmd], cwd=project, runs=runs),
-                median_seconds([with_, *cmd], cwd=project, runs=runs))
+        return {
+            "pytest alone": median_seconds([without, *cmd], cwd=project, runs=runs),
+            "chainfuzz installed": median_seconds([with_, *cmd], cwd=project, runs=runs),
+            "  its plugin off (-p no:chainfuzz)": median_seconds([with_, *cmd, "-p", "no:chainfuzz"],
+                                                                 cwd=project, runs=runs),
+            "  Hypothesis' plugin off (-p no:hypothesispytest)": median_seconds(
+                [with_, *cmd, "-p", "no:hypothesispytest"], cwd=project, runs=runs),
+        }
 
 
 def command_startup(src: Path, runs: int) -> tuple[float, float]:
@@ -78,9 +85,10 @@ def main() -> None:
     parser.add_argument("--no-pytest", action="store_true", help="skip the two virtualenvs")
     args = parser.parse_args()
     if not args.no_pytest:
-        without, with_ = pytest_startup(args.runs)
-        print(f"pytest start-up in an empty project: {without:.3f}s without chainfuzz, {with_:.3f}s with it "
-              f"({with_ / without:.2f}x)")
+        print("pytest in an empty project (median of {} runs):".format(args.runs))
+        times = pytest_startup(args.runs)
+        for name, seconds in times.items():
+            print(f"  {name:<50} {seconds:.3f}s ({seconds / times['pytest alone']:.2f}x)")
     rows = [("this checkout", ROOT / "src")] + ([("baseline", args.baseline)] if args.baseline else [])
     results = {name: command_startup(src, args.runs) for name, src in rows}
     print(f"{'':<14} {'--help':>8} {'check':>8}")
