@@ -62,8 +62,8 @@ def test_the_wheel_holds_every_package_the_seeds_and_the_plugin(dists):
     names = zipfile.ZipFile(dists["wheel"]).namelist()
     packages = {str(p.parent.relative_to(SRC)) for p in SRC.rglob("*.py") if "__pycache__" not in p.parts}
     in_wheel = {n.rsplit("/", 1)[0] for n in names if n.endswith(".py")}
-    assert packages - {"."} <= in_wheel
-    assert "_chainfuzz_pytestplugin.py" in names
+    assert packages <= in_wheel
+    assert "_chainfuzz_pytestplugin/__init__.py" in names
     seeds = [p.relative_to(SRC).as_posix() for p in (SRC / "chainfuzz" / "fuzz" / "seeds").rglob("*") if p.is_file()]
     assert seeds and set(seeds) <= set(names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
@@ -74,7 +74,7 @@ def test_the_wheel_holds_every_package_the_seeds_and_the_plugin(dists):
 def test_the_sdist_holds_the_sources_and_the_seeds(dists):
     with tarfile.open(dists["sdist"]) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
-    assert {"pyproject.toml", "README.md", "src/_chainfuzz_pytestplugin.py",
+    assert {"pyproject.toml", "README.md", "src/_chainfuzz_pytestplugin/__init__.py",
             "src/chainfuzz/properties/template.py", "src/chainfuzz/fuzz/seeds/template"} <= names
 
 
