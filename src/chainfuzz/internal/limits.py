@@ -1,0 +1,109 @@
+"""Limits that hold whatever a target does: the command's wall-clock budget, the memory of the
+process that searches, and no process outliving the one that started it.
+
+The budget is one deadline per command (``check --budget``, a sweep's row): every search,
+structure learning, tokenizer load and engine or server call takes its timeouts from
+`call_timeout`, and when the deadline passes raises `BudgetExhausted`, which ends the command
+with what it found so far. A call cut short by the budget is not a hang of the target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import os
+import resource
+import signal
+import time
+from typing import Iterator
+
+
+class BudgetExhausted(BaseException):
+    """The command's wall-clock budget ran out. A BaseException, like KeyboardInterrupt, so no
+    ``except Exception`` of a property, a template callback or a library swallows it."""
+
+
+_deadline: float = math.inf  # time.monotonic() at which the command's budget runs out
+
+
+@contextlib.contextmanager
+def budget(seconds: float | None) -> Iterator[None]:
+    """Run the block under a wall-clock budget of ``seconds`` (None: none); nested budgets
+    never extend an outer one."""
+    global _deadline
+    saved = _deadline
+    if seconds is not None:
+        _deadline = min(saved, time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline = saved
+
+
+def deadline() -> float:
+    """The monotonic time the budget runs out (inf: no budget)."""
+    return _deadline
+
+
+def remaining() -> float:
+    """Seconds left of the budget (inf: no budget)."""
+    return _deadline - time.monotonic()
+
+
+def out_of_budget() -> bool:
+    return time.monotonic() >= _deadline
+
+
+def check_budget() -> None:
+    """Raise `BudgetExhausted` once the deadline has passed."""
+    if time.monotonic() >= _deadline:
+        raise BudgetExhausted()
+
+
+def call_timeout(seconds: float) -> float:
+    """The timeout of one call that may take ``seconds``: no later than the budget's end.
+    When such a call times out and `out_of_budget` is true, the budget cut it short: raise
+    `BudgetExhausted`, not the target's hang."""
+    return max(0.01, min(seconds, remaining()))
+
+
+# --- memory --------------------------------------------------------------------------------
+
+# The data-segment limit of a searching process: the CLI with transformers imported uses
+# ~300 MiB of it (measured: `check` on a template), a tokenizer.json of 30 MB loaded twice
+# ~900 MiB; a hostile render gets the rest before Python raises MemoryError.
+DEFAULT_MEMORY = 4 << 30
+
+
+def limit_memory(max_bytes: int | None = DEFAULT_MEMORY) -> None:
+    """Cap this process' data segment (heap and anonymous mappings: RLIMIT_DATA, which unlike
+    RLIMIT_AS leaves shared libraries' and torch's reserved address space alone), so a
+    hostile render gets MemoryError instead of the machine's memory. Never raises the limit
+    above one already set from outside."""
+    if max_bytes is None:
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    ceiling = hard if hard != resource.RLIM_INFINITY else max_bytes
+    if soft != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, soft)
+    resource.setrlimit(resource.RLIMIT_DATA, (min(max_bytes, ceiling), hard))
+
+
+# --- processes -----------------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int | None = None) -> None:
+    """Have the kernel SIGKILL this process when the thread that forked it exits (Linux's
+    parent-death signal); a no-op elsewhere. Call it first thing in a forked child, or as a
+    subprocess' ``preexec_fn`` (it only calls into libc). ``parent``: the pid the parent had
+    before forking; a child whose parent already died before the signal was armed exits."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)  # the process' own symbols: libc's prctl
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
