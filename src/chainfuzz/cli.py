@@ -1,29 +1,42 @@
 """The ``chainfuzz`` command line.
 
 Exit codes (`chainfuzz.report`): 0 no error-severity failure, 1 at least one, 2 bad input (one
-error line, no traceback), 3 chainfuzz itself failed (a property raised internally), 130
-interrupted.
+sanitised ``chainfuzz: error:`` line, no traceback), 3 chainfuzz itself failed (a property
+raised internally, or an unexpected exception: one ``chainfuzz: internal error:`` line, the
+traceback only with ``CHAINFUZZ_DEBUG=1``), 130 interrupted. Progress goes to stderr only
+when it is a terminal, so a refused run's stderr is its one error line.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
-import json
 import math
+import os
 import sys
+import traceback
 from pathlib import Path
+from typing import Iterator
 
 from . import report
-from .errors import ChainfuzzError
+from .errors import ChainfuzzError, UsageError
+from .internal.text import dumps_json, escape_surrogates, printable
+
+ERROR_LIMIT = 500  # characters of an error line; a template's exception text can be 100 MB
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports bad flags as one line and exit code 2."""
 
     def error(self, message: str):  # noqa: D401 - argparse's interface
-        print(f"chainfuzz: error: {message}", file=sys.stderr)
+        _error_line("error", message)
         raise SystemExit(report.BAD_INPUT)
+
+
+def _error_line(what: str, text: object) -> None:
+    """The one line a refused or failed run prints: escaped and clipped, whatever ``text`` holds."""
+    print(f"chainfuzz: {what}: {printable(text, ERROR_LIMIT)}", file=sys.stderr, flush=True)
 
 
 def _positive(kind):
@@ -123,20 +136,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # whatever slips past printable() cannot crash a print
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
-    try:
-        _check_outputs(args)
-        if getattr(args, "property_dirs", None):
-            from .registry import load_properties
+    with _hypothesis_home():
+        try:
+            _check_flags(args)
+            if getattr(args, "property_dirs", None):
+                from .registry import load_properties
 
-            load_properties(args.property_dirs)
-        return _COMMANDS[args.command](args)
-    except ChainfuzzError as exc:
-        print(f"chainfuzz: error: {exc}", file=sys.stderr)
-        return report.BAD_INPUT
-    except KeyboardInterrupt:
-        print("chainfuzz: interrupted", file=sys.stderr)
-        return report.INTERRUPTED
+                load_properties(args.property_dirs)
+            return _COMMANDS[args.command](args)
+        except ChainfuzzError as exc:
+            _error_line("error", exc)
+            return report.BAD_INPUT
+        except KeyboardInterrupt:
+            print("chainfuzz: interrupted", file=sys.stderr)
+            return report.INTERRUPTED
+        except Exception as exc:  # noqa: BLE001 - a bug of chainfuzz: one line, not a traceback
+            if os.environ.get("CHAINFUZZ_DEBUG") == "1":
+                traceback.print_exc()
+            _error_line("internal error", f"{type(exc).__name__}: {exc}")
+            return report.INTERNAL
+
+
+@contextlib.contextmanager
+def _hypothesis_home() -> Iterator[None]:
+    """Hypothesis' storage (its charmap cache, written even without a database) in chainfuzz's
+    cache, not ``.hypothesis/`` in the current folder; only while the command runs, and only
+    if the user has not chosen a place (``HYPOTHESIS_STORAGE_DIRECTORY``). Children (sweep's
+    workers, fuzz harnesses) inherit it."""
+    if "HYPOTHESIS_STORAGE_DIRECTORY" in os.environ:
+        yield
+        return
+    from .corpus import cache_dir
+
+    os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = str(cache_dir() / "hypothesis")
+    try:
+        yield
+    finally:
+        os.environ.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
 
 
 def _run_settings(args):
@@ -146,10 +186,10 @@ def _run_settings(args):
 
 
 def _progress(line: str) -> None:
+    """The line being worked on, rewritten in place on a terminal; nothing elsewhere (a log's
+    stderr stays the one error line of a refused run)."""
     if sys.stderr.isatty():
-        print(f"\r\033[K{line}", end="", file=sys.stderr, flush=True)
-    else:
-        print(line, file=sys.stderr, flush=True)
+        print(f"\r\033[K{printable(line, 200)}", end="", file=sys.stderr, flush=True)
 
 
 def _cmd_check(args) -> int:
@@ -173,12 +213,16 @@ def _cmd_sweep(args) -> int:
     result = sweep.sweep(args.corpus, property_ids=args.properties, run=run,
                          total_budget=args.budget, crashes_dir=Path(args.crashes), jobs=args.jobs,
                          limit=args.limit, tokenizers=args.tokenizers, progress=_progress)
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr)
     if args.json:
         _write(args.json, _json(result.to_json()))
     table = result.markdown()
     if args.markdown:
         _write(args.markdown, table)
     print(table)
+    if result.bad_input:
+        _error_line("error", result.bad_input)
     return result.exit_code
 
 
@@ -198,8 +242,11 @@ def _cmd_fuzz(args) -> int:
 def _cmd_replay(args) -> int:
     from .replayer import replay_all
 
-    result = replay_all([Path(p) for p in args.paths], on_outcome=lambda o: o.write_human(sys.stdout))
+    result = replay_all([Path(p) for p in args.paths], on_outcome=lambda o: o.write_human(sys.stdout),
+                        on_touch=lambda path, touches: report.write_touches(path, touches, sys.stdout))
     result.write_summary(sys.stdout)
+    if result.bad_input:
+        _error_line("error", result.bad_input)
     return result.exit_code
 
 
@@ -231,8 +278,13 @@ def _cmd_properties(args) -> int:
     return 0
 
 
-def _check_outputs(args) -> None:
-    """Refuse unusable output paths before a long run, not after it."""
+def _check_flags(args) -> None:
+    """Refuse unusable output paths and unknown engines before a long run, not after it."""
+    for flag in ("json", "markdown", "crashes", "inputs", "out"):
+        if getattr(args, flag, None) == "":
+            raise UsageError(f"--{flag}: an empty path (it would write into the current folder)")
+    for spec in getattr(args, "engines", None) or ():
+        _check_engine(spec)
     for flag in ("json", "markdown"):
         path = getattr(args, flag, None)
         if path and (Path(path).is_dir() or not Path(path).resolve().parent.is_dir()):
@@ -246,15 +298,35 @@ def _check_outputs(args) -> None:
             raise ChainfuzzError(f"--crashes {crashes_dir}: {existing} is a file, not a folder")
 
 
+def _check_engine(spec: str) -> None:
+    """``--engine SPEC`` names a row of the engine table, or a URL of a row's scheme with a host
+    (checked on every target, a template's too, where no engine would ever open it)."""
+    from urllib.parse import urlsplit
+
+    from .engines import AVAILABLE_ENGINES, engine_help
+
+    row = spec.split("://", 1)[0] if "://" in spec else spec
+    if row not in AVAILABLE_ENGINES:
+        raise UsageError(f"--engine {spec}: unknown engine (known: {engine_help()})")
+    if "://" in spec:
+        try:
+            host = urlsplit(spec).hostname
+        except ValueError:
+            host = None
+        if not host:
+            raise UsageError(f"--engine {spec}: a server URL needs a host, as in {row}://HOST:PORT/v1")
+
+
 def _json(doc: dict) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    return dumps_json(doc) + "\n"
 
 
 def _write(path: str, text: str) -> None:
+    """Write a report: strict UTF-8 whatever it holds (a lone surrogate is written escaped)."""
     try:
-        Path(path).write_text(text, encoding="utf-8")
+        Path(path).write_bytes(escape_surrogates(text).encode("utf-8"))
     except OSError as exc:
-        raise ChainfuzzError(f"cannot write {path}: {exc.strerror}") from None
+        raise ChainfuzzError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 _COMMANDS = {"check": _cmd_check, "sweep": _cmd_sweep, "fuzz": _cmd_fuzz, "replay": _cmd_replay,

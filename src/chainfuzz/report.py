@@ -3,6 +3,10 @@
 ``check`` fills a `CheckReport`, ``sweep`` a `SweepReport`, ``fuzz`` a `FuzzReport` and
 ``replay`` a `ReplayReport`; each says its own exit code (`exit_code`) and is written as a
 human-readable text (``write_human`` / ``markdown``) or JSON (``to_json``) here.
+
+Text from templates and targets (messages, names, paths, server answers) goes through
+`internal.text.printable` before it reaches a terminal, so a template cannot clear the screen
+or forge a line of the report; JSON documents are written with `internal.text.dumps_json`.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
+
+from .internal.text import clip_value, printable
 
 if TYPE_CHECKING:
     from .internal.runner import Finding, PropertyResult
@@ -24,6 +30,8 @@ INTERNAL = 3  # chainfuzz itself failed (a property raised); findings so far are
 INTERRUPTED = 130
 
 RENDERED_LIMIT = 800  # characters of a rendering shown beside a finding
+SHOWN_LIMIT = 2000  # characters of any other text from a target shown on a terminal
+FREE_TEXT = ("message", "key", "observed", "expected", "rendered")  # clipped in JSON documents
 
 
 def exit_code(*, internal: bool, errors: bool) -> int:
@@ -80,8 +88,11 @@ class CheckReport:
         many = len(self.targets) != 1
         failures = []
         for t, f in self.findings:
-            item = {"property": f.property, "severity": f.severity, "message": f.message,
-                    "reproducer": {**f.to_json(), "case_file": t.cases.get(f.signature)}}
+            reproducer = f.to_json()
+            for name in FREE_TEXT:
+                reproducer[name] = clip_value(reproducer[name])
+            item = {"property": f.property, "severity": f.severity, "message": reproducer["message"],
+                    "reproducer": {**reproducer, "case_file": t.cases.get(f.signature)}}
             if many:
                 item["target"] = t.target.name
             failures.append(item)
@@ -89,7 +100,7 @@ class CheckReport:
             "seed": self.seed,
             "seconds": round(self.seconds, 3),
             "interrupted": self.interrupted,
-            "internal_errors": self.internal_errors,
+            "internal_errors": [clip_value(e) for e in self.internal_errors],
             "targets": {t.target.name: {r.property.id: r.to_json() for r in t.results}
                         for t in self.targets},
         }
@@ -118,17 +129,18 @@ class CheckReport:
         print(f"\n{len(self.targets)} target(s), {errors} error(s), {warnings} warning(s) in "
               f"{self.seconds:.1f}s (seed {self.seed})", file=out)
         for line in self.internal_errors:
-            print(f"internal error: {line}", file=out)
+            print(f"internal error: {printable(line, SHOWN_LIMIT)}", file=out)
         if self.interrupted:
             print("interrupted: results above are partial", file=out)
 
 
 def _target_table(t: TargetReport, out: TextIO) -> None:
-    print(f"\n{t.target.name}  ({t.target.path}, sha256 {t.target.sha256[:12]})", file=out)
+    print(f"\n{printable(t.target.name)}  ({printable(t.target.path)}, sha256 {t.target.sha256[:12]})",
+          file=out)
     for label, names in t.ran.items():
-        print(f"  {label}: {', '.join(names)}", file=out)
+        print(f"  {label}: {printable(', '.join(names), SHOWN_LIMIT)}", file=out)
     for impl, why in t.unavailable.items():
-        print(f"  not run: {impl}: {why}", file=out)
+        print(f"  not run: {printable(impl)}: {printable(why, SHOWN_LIMIT)}", file=out)
     width = max([len(r.property.id) for r in t.results] + [8])
     print(f"  {'property':<{width}}  {'examples':>8}  {'skipped':>7}  {'errors':>6}  {'warnings':>8}  "
           f"{'time':>6}", file=out)
@@ -136,20 +148,30 @@ def _target_table(t: TargetReport, out: TextIO) -> None:
         errs = sum(f.severity == "error" for f in r.findings)
         warns = sum(f.severity == "warning" for f in r.findings)
         status = "  INTERNAL ERROR" if r.internal_error else ""
-        print(f"  {r.property.id:<{width}}  {r.examples:>8}  {r.skipped:>7}  {errs:>6}  {warns:>8}  "
+        print(f"  {printable(r.property.id):<{width}}  {r.examples:>8}  {r.skipped:>7}  {errs:>6}  {warns:>8}  "
               f"{r.seconds:>5.1f}s{status}", file=out)
 
 
 def _finding_block(t: TargetReport, f: Finding, out: TextIO) -> None:
-    print(f"\n  {f.severity.upper()} {f.property} [{f.signature}]: {f.message}", file=out)
-    print(f"    minimal input: {json.dumps(f.case, ensure_ascii=False)}", file=out)
+    print(f"\n  {f.severity.upper()} {printable(f.property)} [{f.signature}]: "
+          f"{printable(f.message, SHOWN_LIMIT)}", file=out)
+    print(f"    minimal input: {_shown_json(f.case, None)}", file=out)
     if f.rendered is not None:
         shown = f.rendered if len(f.rendered) <= RENDERED_LIMIT else f.rendered[:RENDERED_LIMIT] + " …"
-        print(f"    rendered: {json.dumps(shown, ensure_ascii=False)}", file=out)
-    print(f"    observed: {json.dumps(f.observed, ensure_ascii=False)}", file=out)
-    print(f"    expected: {json.dumps(f.expected, ensure_ascii=False)}", file=out)
+        print(f"    rendered: {_shown_json(shown)}", file=out)
+    print(f"    observed: {_shown_json(f.observed)}", file=out)
+    print(f"    expected: {_shown_json(f.expected)}", file=out)
     if f.signature in t.cases:
-        print(f"    case: {t.cases[f.signature]}", file=out)
+        print(f"    case: {printable(t.cases[f.signature])}", file=out)
+
+
+def _shown_json(value: object, limit: int | None = SHOWN_LIMIT) -> str:
+    """``value`` as one line of JSON for a terminal (the minimal input is shown whole)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(clip_value(value))
+    return printable(text, limit)
 
 
 # --- sweep --------------------------------------------------------------------------------
@@ -178,7 +200,18 @@ class SweepReport:
     seconds: float = 0.0
 
     @property
+    def bad_input(self) -> str:
+        """Why the sweep checked nothing ("" if it checked something): every target failed to
+        load, so its table of ``n/a`` rows vouches for nothing."""
+        if self.rows and all(r.error for r in self.rows):
+            return f"none of the {len(self.rows)} target(s) could be checked (first: " \
+                   f"{self.rows[0].name}: {self.rows[0].error})"
+        return ""
+
+    @property
     def exit_code(self) -> int:
+        if self.bad_input:
+            return BAD_INPUT
         return exit_code(internal=any(r.internal_errors for r in self.rows),
                          errors=any(f["severity"] == "error" for r in self.rows for f in r.findings))
 
@@ -194,13 +227,13 @@ class SweepReport:
         lines = ["| target | " + " | ".join(short) + " |", "|---" * (len(short) + 1) + "|"]
         for r in sorted(self.rows, key=lambda r: r.name.lower()):
             if r.error:
-                lines.append(f"| {r.name} | " + " | ".join(["n/a"] * len(short)) + " |")
+                lines.append(f"| {printable(r.name)} | " + " | ".join(["n/a"] * len(short)) + " |")
                 continue
             cells = []
             for p in self.properties:
                 e, w = r.count(p, "error"), r.count(p, "warning")
                 cells.append(" ".join(x for x in (f"{e}E" if e else "", f"{w}W" if w else "") if x) or "·")
-            lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {printable(r.name)} | " + " | ".join(cells) + " |")
         failing = [sum(1 for r in self.rows if r.count(p, "error")) for p in self.properties]
         lines.append("| **targets with errors** | " + " | ".join(map(str, failing)) + " |")
         n_err = sum(r.count(p, "error") for r in self.rows for p in self.properties)
@@ -208,6 +241,8 @@ class SweepReport:
         lines.append("")
         lines.append(f"{len(self.rows)} targets, {n_err} error and {n_warn} warning findings, "
                      f"{self.seconds:.0f}s wall time (seed {self.seed}).")
+        if self.bad_input:
+            lines.append(f"Nothing checked: {printable(self.bad_input, SHOWN_LIMIT)}.")
         return "\n".join(lines) + "\n"
 
 
@@ -249,18 +284,20 @@ class FuzzReport:
 
     def write_human(self, out: TextIO) -> None:
         """Per harness, executions, rate, and the findings with their case files."""
-        print(f"fuzz {self.path}", file=out)
+        print(f"fuzz {printable(self.path)}", file=out)
         for r in self.runs:
             print(f"\n  {r.harness:<10} {r.executions} executions in {r.seconds:.1f}s "
                   f"({r.rate:.0f}/s, budget {r.budget}s), {r.checked} inputs checked; "
                   f"{len(r.findings)} new finding(s), {len(r.known)} already recorded", file=out)
             for f in r.findings:
-                print(f"    {f['severity'].upper():<7} {f['property']}: {f['message']}", file=out)
-                print(f"            {f['path'] if f['written'] else '(not written)'}", file=out)
+                print(f"    {f['severity'].upper():<7} {printable(f['property'])}: "
+                      f"{printable(f['message'], SHOWN_LIMIT)}", file=out)
+                print(f"            {printable(f['path']) if f['written'] else '(not written)'}", file=out)
             for f in r.known:
-                print(f"    known   {f['property']}: {f['message']} ({f['signature']})", file=out)
+                print(f"    known   {printable(f['property'])}: {printable(f['message'], SHOWN_LIMIT)} "
+                      f"({f['signature']})", file=out)
             if r.internal_error:
-                print(f"    INTERNAL ERROR {r.internal_error}", file=out)
+                print(f"    INTERNAL ERROR {printable(r.internal_error, SHOWN_LIMIT)}", file=out)
         written = [f for f in self.findings if f["written"]]
         errors = sum(f["severity"] == "error" for f in written)
         print(f"\n{len(written)} case(s) written ({errors} error(s), {len(written) - errors} warning(s)); "
@@ -270,17 +307,44 @@ class FuzzReport:
 
 # --- replay -------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Touch:
+    """A path a replay reads or a URL it contacts; ``mark`` says why it deserves a look
+    ("" for the case's own project or chainfuzz's cache)."""
+
+    what: str
+    mark: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.what} [{self.mark}]" if self.mark else self.what
+
+
+def write_touches(path: Path, touches: list[Touch], out: TextIO) -> None:
+    """Before a case runs: the marked paths and URLs it will read or contact."""
+    marked = [t for t in touches if t.mark]
+    if marked:
+        print(f"{'caution':<18} {printable(path)} will touch "
+              f"{printable('; '.join(map(str, marked)), SHOWN_LIMIT)}", file=out, flush=True)
+
+
+# Replay statuses that say the case could not be replayed here: bad input, exit code 2.
+NOT_REPLAYED = ("unreadable", "missing", "error")
+
+
 @dataclass
 class Outcome:
     """One case replayed. ``status``: "fails" (same defect), "fails-differently", "fixed",
-    "skipped", "missing" (the target or an implementation is not on this machine) or
-    "error"."""
+    "skipped", "missing" (the target or an implementation is not on this machine), "error"
+    (the case names something that cannot be loaded, or chainfuzz failed on it) or
+    "unreadable" (the file is not a usable case file: not a regular file, too large, not
+    UTF-8 JSON, or fields of the wrong type). ``touches``: the paths and URLs it named."""
 
     path: Path
     property: str
     status: str
     detail: str
     target_changed: bool = False
+    touches: list[Touch] = field(default_factory=list)
 
     @property
     def failing(self) -> bool:
@@ -289,7 +353,11 @@ class Outcome:
     def write_human(self, out: TextIO) -> None:
         """Printed as it comes: a replay of many engine cases takes a while."""
         note = " (target changed since recorded)" if self.target_changed else ""
-        print(f"{self.status:<18} {self.property:<28} {self.path}{note}\n{'':<18} {self.detail}", file=out)
+        print(f"{self.status:<18} {printable(self.property):<28} {printable(self.path)}{note}\n"
+              f"{'':<18} {printable(self.detail, SHOWN_LIMIT)}", file=out)
+        if self.touches:
+            print(f"{'':<18} touches: {printable('; '.join(map(str, self.touches)), SHOWN_LIMIT)}",
+                  file=out)
 
 
 @dataclass
@@ -303,10 +371,21 @@ class ReplayReport:
         return out
 
     @property
-    def exit_code(self) -> int:
-        """A case that cannot replay here is bad input; one still failing is a finding."""
+    def bad_input(self) -> str:
+        """Why the replay was bad input ("" if it was not): cases that could not be replayed."""
         counts = self.counts()
-        if counts.get("error") or counts.get("missing"):
+        stuck = {s: counts[s] for s in NOT_REPLAYED if counts.get(s)}
+        if not stuck:
+            return ""
+        return (f"{sum(stuck.values())} of {len(self.outcomes)} case(s) could not be replayed ("
+                + ", ".join(f"{n} {s}" for s, n in stuck.items()) + ")")
+
+    @property
+    def exit_code(self) -> int:
+        """A case that cannot replay here (unreadable, missing, error) is bad input, and
+        outranks a case still failing (a finding): the run could not vouch for every case, and
+        the summary lists both."""
+        if self.bad_input:
             return BAD_INPUT
         return FINDINGS if any(o.failing for o in self.outcomes) else OK
 

@@ -9,11 +9,14 @@ import re
 import shutil
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chainfuzz import cases
 from chainfuzz.checker import check
 from chainfuzz.replayer import replay
 from chainfuzz.internal.runner import RunSettings
+from chainfuzz.internal.text import clip_value, dumps_json
 
 pytest_plugins = ["pytester"]
 
@@ -240,3 +243,106 @@ def test_a_renamed_property_keeps_its_old_id_for_old_cases(recorded):
     assert "tokenizer.single_bos" not in {p.id for p in registry.all_properties()}
     with pytest.raises(cases.UsageError, match="unknown property 'tokenizer.no_such'"):
         registry.get("tokenizer.no_such")
+
+
+# --- recording any text (hostile class 1 unit level) ---------------------------------------------
+
+# Text as templates and file names produce it: lone surrogates, controls, anything. A high and a
+# low surrogate side by side read back as the one character they encode (JSON cannot tell them
+# apart), so the round trip is checked on text without such pairs.
+ANY_TEXT = st.text(st.characters(categories=["Cs", "Cc", "Cf", "Zl", "Zp", "Lu", "Ll", "So", "Nd"])).filter(
+    lambda s: not re.search("[\ud800-\udbff][\udc00-\udfff]", s))
+
+
+@settings(max_examples=300, deadline=None)
+@given(ANY_TEXT)
+def test_dumps_json_is_strict_utf8_and_reads_back_the_same_text(text):
+    doc = dumps_json({"message": text, text: [text]})
+    doc.encode("utf-8")  # strict: no lone surrogate left raw
+    assert json.loads(doc) == {"message": text, text: [text]}
+
+
+def test_a_file_name_that_is_not_utf8_maps_back_to_its_bytes():
+    name = os.fsdecode(b"t\xff.jinja")  # how Python holds it: surrogate-escaped
+    doc = dumps_json({"name": name})
+    assert "\\udcff" in doc and "t" in doc  # readable, the odd byte escaped
+    assert os.fsencode(json.loads(doc)["name"]) == b"t\xff.jinja"
+
+
+def test_free_text_is_clipped_with_a_note_and_structures_are_bounded():
+    assert clip_value("E" * 10) == "E" * 10
+    clipped = clip_value("E" * 10**6)
+    assert len(clipped) < 20_100 and clipped.endswith(f"[{10**6 - 20_000} characters cut]")
+    big = clip_value(["x"] * 10**5)
+    assert isinstance(big, str) and "characters cut" in big
+    assert clip_value({"a": [1, 2]}) == {"a": [1, 2]}
+    assert clip_value(10**5000).startswith("<int")  # past str()'s digit limit: still recordable
+
+
+# --- writing: atomic, unique temporary names, one winner (hostile class 8 unit level) ------------
+
+def _rec(signature="0123456789ab", message="m"):
+    return {"chainfuzz_case": 1, "property": "template.renders", "severity": "error",
+            "signature": signature, "status": "open", "message": message, "key": "k",
+            "target": {"path": "x.jinja", "name": "x.jinja"}, "input": {"messages": []}}
+
+
+def test_write_reports_exactly_one_writer_and_leaves_no_temporary_file(tmp_path):
+    path, written = cases.write(_rec(), tmp_path)
+    assert written and path.exists()
+    again, written = cases.write(_rec(message="other"), tmp_path)
+    assert again == path and not written
+    assert json.loads(path.read_text(encoding="utf-8"))["message"] == "m"  # never overwritten
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_a_case_file_that_cannot_be_written_is_a_chainfuzz_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("", encoding="utf-8")
+    with pytest.raises(cases.ChainfuzzError, match="cannot write case file"):
+        cases.write(_rec(), blocker / "crashes")
+
+
+def test_file_names_stay_in_the_crash_folder(tmp_path):
+    rec = _rec()
+    rec["property"] = "../../evil/prop"
+    rec["target"]["name"] = "../\x1b[2J\udcff"
+    path, written = cases.write(rec, tmp_path)
+    assert written and path.parent == tmp_path
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", path.name)
+
+
+# --- reading: bounded and typed (hostile class 6 unit level) --------------------------------------
+
+@pytest.mark.parametrize("content,reason", [
+    (b"5", "a JSON number, not an object"),
+    (b"null", "a JSON null, not an object"),
+    (b'"chainfuzz_case"', "a JSON string, not an object"),
+    (b'{"chainfuzz_case": 1}', "missing property, target, input"),
+    (b'{"chainfuzz_case": 1, "property": 3, "target": {"path": "x"}, "input": {}}',
+     '"property" is a JSON number, expected string'),
+    (b'{"chainfuzz_case": 1, "property": "p", "target": {"path": 7}, "input": {}}',
+     '"target.path" is a JSON number, expected string'),
+    (b'{"chainfuzz_case": 1, "property": "p", "target": {"path": "x", "engines": [1]}, "input": {}}',
+     '"target.engines" must be a list of strings'),
+    (b'{"chainfuzz_case": 9, "property": "p", "target": {"path": "x"}, "input": {}}', "newer"),
+    (b'{"chainfuzz_case": 1, "x": "\xff"}', "not UTF-8"),
+    (b'{"chainfuzz_case": 1, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+    (b'{"chainfuzz_case": 1, "x": ' + b"9" * 5000 + b"}", "not JSON"),
+], ids=["number", "null", "string", "missing-fields", "property-number", "path-number",
+        "engines-numbers", "newer-format", "not-utf8", "deep", "huge-int"])
+def test_read_refuses_what_is_not_a_usable_case_in_one_line(tmp_path, content, reason):
+    path = tmp_path / "x.json"
+    path.write_bytes(content)
+    with pytest.raises(cases.UnreadableCase) as err:
+        cases.read(path)
+    assert reason in str(err.value) and "\n" not in str(err.value)
+
+
+def test_read_and_is_case_never_wait_on_a_fifo(tmp_path):
+    fifo = tmp_path / "x.json"
+    os.mkfifo(fifo)  # nobody writes to it: a blocking open would wait forever
+    assert not cases.is_case(fifo)
+    with pytest.raises(cases.UnreadableCase, match="not a regular file"):
+        cases.read(fifo)
+    assert cases.case_files([tmp_path]) == [fifo]  # listed, so replay says why it is unreadable
