@@ -5,7 +5,8 @@ A target is a chat template (its source plus what a server passes beside it: ``b
 tokens), a tokenizer source, or both; its ``kinds`` say which properties apply. Accepted: a
 ``.jinja`` file, a Hugging Face model folder or ``tokenizer.json``, a ``.gguf`` file, a
 SentencePiece ``.model``, mistral-common's ``tokenizer.model.v*`` and ``tekken*.json``, and a
-folder of any of these. Anything unreadable raises `TargetError` with a one-line reason.
+folder of any of these. Anything unreadable raises `TargetError` with a one-line reason;
+every file is read through `chainfuzz.internal.files` (regular files only, size caps).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import TargetError
+from .internal import files
 from .tokenization.base import TokenizerSource
 from .tokenization.formats import is_tokenizer_file, lone_file_format
 
@@ -84,7 +86,8 @@ def load_targets(path: str | Path) -> list[Target]:
     if p.is_dir():
         if any((p / f).exists() for f in _HF_FOLDER_FILES):
             return _load_hf_folder(p)
-        members = sorted(q for q in p.iterdir() if q.is_file() and _is_target_file(q))
+        # Not is_file(): a FIFO or a device named like a target is refused by name, not skipped.
+        members = sorted(q for q in p.iterdir() if _is_target_file(q) and not q.is_dir())
         if not members:
             raise TargetError(f"{path}: not a model folder and holds no template or tokenizer files")
         return [t for q in members for t in load_targets(q)]
@@ -94,7 +97,7 @@ def load_targets(path: str | Path) -> list[Target]:
         return _load_hf_folder(p.parent)
     if fmt := lone_file_format(p):
         return [tokenizer_target(p, fmt)]
-    return [Target(source=_read_text(p), path=str(path), name=p.name,
+    return [Target(source=_read_text(p, files.TEMPLATE_BYTES), path=str(path), name=p.name,
                    special_tokens=dict(BARE_TEMPLATE_TOKENS))]
 
 
@@ -111,15 +114,19 @@ def tokenizer_target(p: Path, fmt: str) -> Target:
     return Target(source=None, path=str(p), name=p.name, tokenizer=_source(fmt, p, [p]))
 
 
-def _source(fmt: str, path: Path, files: list[Path]) -> TokenizerSource:
-    """A tokenizer source whose hash covers ``files``."""
-    digest = hashlib.sha256()
-    for f in files:
-        try:
-            digest.update(f.read_bytes())
-        except OSError as exc:
-            raise TargetError(f"{f}: cannot read: {exc.strerror}") from None
-    return TokenizerSource(fmt, str(path), digest.hexdigest())
+def _source(fmt: str, path: Path, members: list[Path]) -> TokenizerSource:
+    """A tokenizer source whose hash covers ``members``, each checked as a regular file of at
+    most its kind's cap before any library opens it (a GGUF is read by offset: no cap)."""
+    for f in members:
+        files.check_regular(f, _cap(f))
+    return TokenizerSource(fmt, str(path), files.sha256(members))
+
+
+def _cap(p: Path) -> int | None:
+    """The most bytes chainfuzz lets a library read from the tokenizer file ``p``."""
+    if p.suffix == ".gguf":
+        return None
+    return files.JSON_BYTES if p.suffix == ".json" else files.MODEL_BYTES
 
 
 def load_target(path: str | Path, template_name: str | None = None) -> Target:
@@ -134,32 +141,37 @@ def load_target(path: str | Path, template_name: str | None = None) -> Target:
     raise TargetError(f"{path}: no chat template named {template_name!r} (has: {names})")
 
 
-def _read_text(p: Path) -> str:
-    try:
-        return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise TargetError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise TargetError(f"{p}: cannot read: {exc.strerror}") from None
+def _read_text(p: Path, cap: int) -> str:
+    return files.read_text(p, cap)
 
 
 def _read_json(p: Path) -> dict:
     try:
-        data = json.loads(_read_text(p))
+        data = json.loads(_read_text(p, files.JSON_BYTES))
     except json.JSONDecodeError as exc:
         raise TargetError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except RecursionError:
+        raise TargetError(f"{p}: JSON nested too deeply to read") from None
     if not isinstance(data, dict):
         raise TargetError(f"{p}: expected a JSON object")
     return data
 
 
-def _token_text(value) -> str | None:
-    """A special token as tokenizer_config.json stores it: a string or an AddedToken dict."""
-    if isinstance(value, str):
+def _token_text(value, where: Path, name: str) -> str | None:
+    """A special token as tokenizer_config.json stores it: a string or an AddedToken dict
+    (None: absent); `TargetError` naming the file and the field for anything else."""
+    if value is None or isinstance(value, str):
         return value
     if isinstance(value, dict) and isinstance(value.get("content"), str):
         return value["content"]
-    return None
+    what = "an object without a string 'content'" if isinstance(value, dict) else _json_type(value)
+    raise TargetError(f"{where}: {name} must be a string or an AddedToken object, not {what}")
+
+
+def _json_type(value) -> str:
+    """The JSON name of ``value``'s type, for error lines."""
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
+            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _field(data: dict, key: str, kind: type, where: Path):
@@ -176,32 +188,37 @@ def _field(data: dict, key: str, kind: type, where: Path):
 def _load_hf_folder(folder: Path) -> list[Target]:
     config_path = folder / "tokenizer_config.json"
     config = _read_json(config_path) if config_path.exists() else {}
-    special = {k: t for k in SPECIAL_TOKEN_KEYS if (t := _token_text(config.get(k)))}
+    special = {k: t for k in SPECIAL_TOKEN_KEYS if (t := _token_text(config.get(k), config_path, k))}
     control = set(special.values())
-    for tok in _field(config, "added_tokens_decoder", dict, config_path).values():
-        if isinstance(tok, dict) and tok.get("special") and (t := _token_text(tok)):
+    for i, tok in _field(config, "added_tokens_decoder", dict, config_path).items():
+        if not isinstance(tok, dict):
+            raise TargetError(f"{config_path}: added_tokens_decoder[{i!r}] must be an object, "
+                              f"not {_json_type(tok)}")
+        if tok.get("special") and (t := _token_text(tok, config_path, f"added_tokens_decoder[{i!r}]")):
             control.add(t)
-    for t in _field(config, "additional_special_tokens", list, config_path):
-        if text := _token_text(t):
+    for i, t in enumerate(_field(config, "additional_special_tokens", list, config_path)):
+        if text := _token_text(t, config_path, f"additional_special_tokens[{i}]"):
             control.add(text)
     tok_json = folder / "tokenizer.json"
     if tok_json.exists():
-        for tok in _field(_read_json(tok_json), "added_tokens", list, tok_json):
-            if isinstance(tok, dict) and tok.get("special") and isinstance(tok.get("content"), str):
-                control.add(tok["content"])
+        for i, tok in enumerate(_field(_read_json(tok_json), "added_tokens", list, tok_json)):
+            if not isinstance(tok, dict):
+                raise TargetError(f"{tok_json}: added_tokens[{i}] must be an object, not {_json_type(tok)}")
+            if tok.get("special") and (t := _token_text(tok, tok_json, f"added_tokens[{i}]")):
+                control.add(t)
 
     named = _named_templates(config.get("chat_template"), config_path)
     jinja_file = folder / "chat_template.jinja"
     if jinja_file.exists():
-        named = {**named, None: _read_text(jinja_file)}
+        named = {**named, None: _read_text(jinja_file, files.TEMPLATE_BYTES)}
     extra = folder / "additional_chat_templates"
     if extra.is_dir():
-        named.update({q.stem: _read_text(q) for q in sorted(extra.glob("*.jinja"))})
+        named.update({q.stem: _read_text(q, files.TEMPLATE_BYTES) for q in sorted(extra.glob("*.jinja"))})
     tokenizer = None
     if (folder / "tokenizer.json").exists() or (folder / "tokenizer.model").exists():
-        files = [folder / f for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+        members = [folder / f for f in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                                       "special_tokens_map.json") if (folder / f).exists()]
-        tokenizer = _source("hf", folder, files)
+        tokenizer = _source("hf", folder, members)
     if not named and tokenizer is None:
         raise TargetError(f"{folder}: model folder has no chat template and no tokenizer")
     has_weights = (folder / "config.json").exists() and any(folder.glob("*.safetensors"))
@@ -238,14 +255,22 @@ def _named_templates(value, where: Path) -> dict[str | None, str]:
     if isinstance(value, str):
         return {None: value}
     if isinstance(value, list):
+        # As transformers reads it ({entry["name"]: entry["template"]}): every entry named, and
+        # a name given twice would silently drop one of the templates.
         out: dict[str | None, str] = {}
-        for item in value:
+        for i, item in enumerate(value):
             if not (isinstance(item, dict) and isinstance(item.get("template"), str)):
                 raise TargetError(f"{where}: chat_template list entries need 'name' and 'template'")
             name = item.get("name")
-            out[None if name == "default" else name] = item["template"]
+            if not isinstance(name, str):
+                what = "missing" if name is None else f"{_json_type(name)}, not a string"
+                raise TargetError(f"{where}: chat_template[{i}].name is {what}")
+            key = None if name == "default" else name
+            if key in out:
+                raise TargetError(f"{where}: chat_template names the template {name!r} twice")
+            out[key] = item["template"]
         return out
-    raise TargetError(f"{where}: chat_template must be a string or a list, not {type(value).__name__}")
+    raise TargetError(f"{where}: chat_template must be a string or a list, not {_json_type(value)}")
 
 
 # GGUF token types (llama.cpp's llama_token_type): 3 is CONTROL, 4 USER_DEFINED.
@@ -254,10 +279,7 @@ _GGUF_CONTROL = 3
 
 def _load_gguf(p: Path) -> list[Target]:
     """The targets of a GGUF file, read once per process while the file is unchanged."""
-    try:
-        stat = p.stat()
-    except OSError as exc:
-        raise TargetError(f"{p}: cannot read: {exc.strerror}") from None
+    stat = files.check_regular(p)
     return list(_load_gguf_cached(p.resolve(), str(p), stat.st_mtime_ns, stat.st_size))
 
 

@@ -11,6 +11,8 @@ import mmap
 import struct
 from pathlib import Path
 
+from .files import open_regular
+
 # GGUF value types: (struct format, size) of the fixed-size ones; 8 is a string, 9 an array.
 _SCALARS = {0: ("B", 1), 1: ("b", 1), 2: ("H", 2), 3: ("h", 2), 4: ("I", 4), 5: ("i", 4),
             6: ("f", 4), 7: ("?", 1), 10: ("Q", 8), 11: ("q", 8), 12: ("d", 8)}
@@ -20,8 +22,9 @@ STRING, ARRAY = 8, 9
 def read_kv(path: Path) -> dict[str, tuple[int, object, int | None]]:
     """A GGUF's key-value pairs as ``{key: (type, value, array element type)}``, strings as
     raw bytes (so a token that is not valid UTF-8 copies unchanged). ``ValueError`` if the
-    file is not a GGUF of version 2 or later, or its header is cut short or malformed."""
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+    file is not a GGUF of version 2 or later, or its header is cut short, malformed or claims
+    more than the file holds; `chainfuzz.errors.TargetError` if ``path`` is not a regular file."""
+    with open_regular(path) as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         try:
             return _parse(data)
         except (struct.error, KeyError, UnicodeDecodeError) as exc:
@@ -35,6 +38,14 @@ def _parse(data) -> dict[str, tuple[int, object, int | None]]:
     if version < 2:
         raise ValueError(f"GGUF version {version}; only version 2 and later are read")
     pos = 24
+    # Every count is checked against the bytes left before anything is allocated for it: a
+    # header claiming 2**60 pairs or a 2**40-byte string is refused, not believed.
+    if n_kv * 12 > len(data) - pos:  # a pair takes at least a key length and a type
+        raise ValueError(f"the header claims {n_kv} key-value pairs, more than the file holds")
+
+    def fits(n: int, size: int, what: str) -> None:
+        if n * size > len(data) - pos:
+            raise ValueError(f"{what} claims {n} elements, more than the file holds")
 
     def string() -> bytes:
         nonlocal pos
@@ -54,6 +65,7 @@ def _parse(data) -> dict[str, tuple[int, object, int | None]]:
         elif kind == ARRAY:
             sub, n = struct.unpack_from("<IQ", data, pos)
             pos += 12
+            fits(n, 8 if sub == STRING else _SCALARS.get(sub, ("", 1))[1], key)
             if sub == STRING:
                 values = [string() for _ in range(n)]
             else:

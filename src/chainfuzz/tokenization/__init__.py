@@ -7,6 +7,9 @@ mistral-common and transformers' conversion. Optional implementations that are n
 or that cannot read the file, are listed in ``unavailable`` with the reason instead.
 Implementations are a lazy table (`AVAILABLE_TOKENIZERS`); third parties add theirs through
 the ``chainfuzz.tokenizers`` entry-point group.
+
+Each implementation loads (and probes its vocabulary) under a time limit clipped to the
+command's budget; one that panics, aborts or takes too long is not run, with the reason.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TargetError
+from ..internal import limits
 from ..internal.lazy import LazyTable
-from .base import Tokenizer, TokenizerCrash, TokenizerSource
+from .base import Tokenizer, TokenizerCrash, TokenizerSource, native
 
 __all__ = ["AVAILABLE_TOKENIZERS", "Loaded", "Tokenizer", "TokenizerCrash", "TokenizerSource", "load"]
 
@@ -37,6 +41,11 @@ class Loaded:
     impls: list[Tokenizer] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
 
+
+# The longest one implementation may take to load and probe its vocabulary. Measured: the
+# slowest real vocabulary, Gemma 4's (262k tokens) in transformers' GGUF conversion, takes
+# 44 s on a loaded machine (llama.cpp: 1.2 s); a 2-million-token GGUF takes 175 s there.
+LOAD_SECONDS = 120.0
 
 # Per source: what loaded, or why nothing did (a failed load is as slow as a good one).
 _CACHE: dict[tuple[str, str, str], Loaded | TargetError] = {}
@@ -63,19 +72,50 @@ def _load(source: TokenizerSource) -> Loaded | TargetError:
     for reader in readers(source.format):
         if reader.needs and not (Path(source.path) / reader.needs).exists():
             continue
+        limits.check_budget()
         try:
-            loaded.impls.append(AVAILABLE_TOKENIZERS.load(reader.impl).from_source(source))
+            loaded.impls.append(_load_one(reader.impl, source))
+        except _TookTooLong as exc:
+            loaded.unavailable[reader.impl] = str(exc)
         except ImportError as exc:
             hint = f" (pip install 'chainfuzz[{reader.extra}]')" if reader.extra else ""
             loaded.unavailable[reader.impl] = f"not installed: {exc.name or exc}{hint}"
         except TokenizerCrash as exc:
-            loaded.unavailable[reader.impl] = f"crashed loading the file: {exc}"
+            loaded.unavailable[reader.impl] = f"crashed loading the file: {_first_line(exc)}"
         except Exception as exc:  # noqa: BLE001 - each library fails its own way on a bad file
             loaded.unavailable[reader.impl] = f"cannot read it: {type(exc).__name__}: {_first_line(exc)}"
     if not loaded.impls:
         reasons = "; ".join(f"{k}: {v}" for k, v in loaded.unavailable.items())
         return TargetError(f"{source.path}: no tokenizer implementation can load it ({reasons})")
     return loaded
+
+
+class _TookTooLong(Exception):
+    """An implementation did not load within `LOAD_SECONDS`."""
+
+
+def _load_one(impl: str, source: TokenizerSource) -> Tokenizer:
+    """Open implementation ``impl`` on ``source`` and probe its vocabulary (what the search
+    will ask of it first), within `LOAD_SECONDS` and the budget; a panic is a `TokenizerCrash`."""
+    from ..template.render import _Timeout, time_limit
+
+    seconds = limits.call_timeout(LOAD_SECONDS)
+    tok = None
+    try:
+        with time_limit(seconds), native("loading"):
+            tok = AVAILABLE_TOKENIZERS.load(impl).from_source(source)
+            tok.partial_ids  # noqa: B018 - probed here, so a vocabulary it dies on is not run
+        return tok
+    except _Timeout:
+        if tok is not None:
+            tok.close()
+        if limits.out_of_budget():
+            raise limits.BudgetExhausted() from None
+        raise _TookTooLong(f"took longer than {LOAD_SECONDS:g}s to load") from None
+    except BaseException:
+        if tok is not None:
+            tok.close()
+        raise
 
 
 def _first_line(exc: BaseException) -> str:

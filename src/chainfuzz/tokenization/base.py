@@ -8,11 +8,17 @@ text), text for ids, and which ids are control tokens.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
+import tempfile
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Iterator
 
 # Added tokens that are not marked special but still act as control tokens when they match
 # in text: chat markers in the <|...|>, <｜...｜>, [INST] and <start_of_turn> shapes.
@@ -30,7 +36,91 @@ class TokenizerSource:
 
 
 class TokenizerCrash(Exception):
-    """The implementation died (a native abort) or hung on an input: a finding, not a bug."""
+    """The implementation died (a native abort or panic) or hung on an input: a finding, not a bug."""
+
+
+# Characters that tokenizers split into several ids (byte-level BPE, byte fallback): the ids
+# they encode to that decode to U+FFFD alone are the partial-character ids.
+MULTIBYTE_PROBE = (
+    "ệ你好世界😀🎉👨‍👩‍👧ñ€Ωж日本語한국어ไทยअआ∑∫≈𝔘𝔫𝔦𝔠🦙🤖ꙮ㐀𠀀𪜀\ue000ᚠ"
+    "ⓐ⑴∰⟁⥈🜁𓀀𒀀𐍈"
+)
+
+
+def is_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Rust panic surfacing through pyo3 (``pyo3_runtime.PanicException``,
+    a BaseException that passes every ``except Exception``), from tokenizers or tiktoken."""
+    return type(exc).__name__ == "PanicException"
+
+
+class _Stderr:
+    """Rust's panic hook writes its message (and a backtrace under RUST_BACKTRACE) to file
+    descriptor 2 before the panic reaches Python. While a native call runs in the main
+    thread, descriptor 2 points at a scratch file (one per process: a forked sweep worker
+    gets its own); what landed there goes back to the real stderr unless the call panicked
+    (the panic's message is in the `TokenizerCrash`). Four system calls a call."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.saved = -1
+        self.panicked = False
+        self.sink = None
+        self.pid = -1
+
+    def enter(self) -> bool:
+        if threading.current_thread() is not threading.main_thread():
+            return False
+        self.depth += 1
+        if self.depth == 1:
+            if self.pid != os.getpid():
+                self.sink, self.pid = tempfile.TemporaryFile(), os.getpid()
+            sys.stderr.flush()
+            self.saved = os.dup(2)
+            os.dup2(self.sink.fileno(), 2)
+        return True
+
+    def leave(self, panicked: bool) -> None:
+        self.panicked |= panicked
+        self.depth -= 1
+        if self.depth > 0:
+            return
+        keep, self.panicked = not self.panicked, False
+        sys.stderr.flush()
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        fd = self.sink.fileno()
+        end = os.lseek(fd, 0, os.SEEK_CUR)
+        if end:
+            os.lseek(fd, 0, os.SEEK_SET)
+            captured = os.read(fd, end)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            if keep:
+                os.write(2, captured)
+
+
+_STDERR = _Stderr()
+
+
+@contextlib.contextmanager
+def native(what: str) -> Iterator[None]:
+    """Run a call into a native tokenizer library: a Rust panic in it becomes a
+    `TokenizerCrash` ("panicked on WHAT: message"), which properties report as a finding
+    and loading as an implementation that does not run, and its message stays off the
+    terminal."""
+    captured = _STDERR.enter()
+    panicked = False
+    try:
+        yield
+    except BaseException as exc:
+        if not is_panic(exc):
+            raise
+        panicked = True
+        text = str(exc).strip().splitlines()
+        raise TokenizerCrash(f"panicked on {what}: {text[0][:200] if text else 'no message'}") from None
+    finally:
+        if captured:
+            _STDERR.leave(panicked)
 
 
 class Tokenizer(ABC):
@@ -81,6 +171,14 @@ class Tokenizer(ABC):
 
     def close(self) -> None:
         """Release what the implementation holds (a worker process)."""
+
+    @cached_property
+    def partial_ids(self) -> tuple[int, ...]:
+        """The ids `MULTIBYTE_PROBE` encodes to that decode to U+FFFD alone (part of a
+        character). Probed when the implementation loads, so one that dies on it is not run
+        rather than crashing the search that draws from it."""
+        probe = self.encode(MULTIBYTE_PROBE, parse_special=False)
+        return tuple(sorted({i for i in probe if 0 <= i < self.vocab_size and "\ufffd" in self.token_text(i)}))
 
     def stream_decoders(self) -> dict:
         """The ways servers decode this tokenizer's ids incrementally, by name: each takes the

@@ -12,7 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from .base import Tokenizer, TokenizerSource
+from ..internal import files
+from .base import Tokenizer, TokenizerSource, native
 
 # Normalisers that change text by design; a round trip through them is lossy on purpose.
 _BY_DESIGN = {"Lowercase", "NFC", "NFD", "NFKC", "NFKD", "StripAccents", "Precompiled"}
@@ -56,11 +57,29 @@ class HFTokenizer(Tokenizer):
         return self.tok.backend_tokenizer
 
     def encode(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
-        return list(self.tok.encode(text, add_special_tokens=add_special,
-                                    split_special_tokens=not parse_special))
+        with native("encode"):
+            return list(self.tok.encode(text, add_special_tokens=add_special,
+                                        split_special_tokens=not parse_special))
 
     def decode(self, ids: list[int]) -> str:
-        return self.tok.decode(list(ids), skip_special_tokens=False)
+        with native("decode"):
+            return self.tok.decode(list(ids), skip_special_tokens=False)
+
+
+# What transformers may open in a model folder (or beside a GGUF): configs, chat templates,
+# vocabulary and merges files, SentencePiece and tiktoken models.
+_READ_SUFFIXES = {".json", ".jinja", ".txt", ".model", ".tiktoken"}
+
+
+def _regular_files_only(folder: Path) -> None:
+    """transformers opens whichever of a folder's files it knows (config.json,
+    added_tokens.json, vocab files...): each must be a regular file, so that no FIFO blocks
+    and no device is read (`chainfuzz.internal.files`)."""
+    for entry in (folder, folder / "additional_chat_templates"):
+        if entry.is_dir():
+            for p in sorted(entry.iterdir()):
+                if p.suffix in _READ_SUFFIXES and not p.is_dir():
+                    files.check_regular(p)
 
 
 def _by_design_normalizer(tok) -> str | None:
@@ -87,6 +106,7 @@ def from_pretrained(folder: Path) -> HFTokenizer:
     """A model folder, as ``AutoTokenizer.from_pretrained`` loads it offline."""
     from transformers import AutoTokenizer
 
+    _regular_files_only(folder)
     return HFTokenizer(AutoTokenizer.from_pretrained(str(folder), local_files_only=True))
 
 
@@ -108,6 +128,7 @@ def from_gguf(path: Path) -> HFTokenizer:
     import torch  # noqa: F401 - transformers' GGUF loader needs it; fail here with ImportError
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+    _regular_files_only(path.parent)
     try:
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     except Exception:  # noqa: BLE001 - AutoTokenizer knows fewer architectures than the converter

@@ -7,14 +7,21 @@ starts a fresh worker.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+from ..internal import limits
 from ..internal.worker import Worker
 from .base import Tokenizer, TokenizerCrash
 
 # A single call never needs this long; a worker that takes it is hung.
 CALL_TIMEOUT = 30.0
+# Loading and listing a vocabulary's special tokens: 1.2 s for Gemma 4's 262k tokens
+# (measured); the limit is `chainfuzz.tokenization.LOAD_SECONDS`, this only a ceiling.
+INFO_TIMEOUT = 120.0
+# ggml's abort handler runs gdb for a backtrace first: 1.5 s per crash instead of 0.3 s.
+_WORKER_ENV = {"GGML_NO_BACKTRACE": "1"}
 
 
 class LlamaCppTokenizer(Tokenizer):
@@ -31,8 +38,8 @@ class LlamaCppTokenizer(Tokenizer):
             raise ImportError("llama-cpp-python is not installed", name="llama-cpp-python")
         self.path = Path(path)
         self._worker = Worker([sys.executable, "-m", "chainfuzz.tokenization._llama_worker", str(self.path)],
-                              name="llama.cpp", crash=TokenizerCrash)
-        meta = self._call({"op": "info"})
+                              name="llama.cpp", crash=TokenizerCrash, env={**os.environ, **_WORKER_ENV})
+        meta = self._call({"op": "info"}, INFO_TIMEOUT)
         self.vocab_size = meta["n_vocab"]
         self.bos_id, self.eos_id = meta["bos"], meta["eos"]
         self.adds_bos = meta["add_bos"] and self.bos_id is not None
@@ -55,8 +62,15 @@ class LlamaCppTokenizer(Tokenizer):
     def __del__(self) -> None:
         self.close()
 
-    def _call(self, request: dict) -> dict:
-        reply = self._worker.call(request, CALL_TIMEOUT)
+    def _call(self, request: dict, seconds: float = CALL_TIMEOUT) -> dict:
+        """The worker's reply; `TokenizerCrash` if it dies or hangs, `BudgetExhausted` if
+        the command's budget ran out while it worked."""
+        try:
+            reply = self._worker.call(request, limits.call_timeout(seconds))
+        except TokenizerCrash:
+            if limits.out_of_budget():
+                raise limits.BudgetExhausted() from None
+            raise
         if "error" in reply:
             raise RuntimeError(reply["error"])
         return reply

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .base import Tokenizer
+from .base import Tokenizer, native
 
 
 class MistralCommonTokenizer(Tokenizer):
@@ -33,9 +33,14 @@ class MistralCommonTokenizer(Tokenizer):
         self.added = {}
 
     def encode(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
-        return list(self.raw.encode(text, bos=add_special, eos=False))
+        with native("encode"):  # tekken encodes with tiktoken, Rust too
+            return list(self.raw.encode(text, bos=add_special, eos=False))
 
     def decode(self, ids: list[int]) -> str:
+        with native("decode"):
+            return self._decode(ids)
+
+    def _decode(self, ids: list[int]) -> str:
         # KEEP spells a SentencePiece model's ordinary tokens as raw pieces ("▁Hello"), so runs
         # of ordinary ids are decoded as text and the special ids spelled out between them.
         out, run = [], []
@@ -54,4 +59,5 @@ class MistralCommonTokenizer(Tokenizer):
         from mistral_common.protocol.instruct.request import ChatCompletionRequest
 
         request = ChatCompletionRequest.from_openai(messages, tools=tools)
-        return list(self.mistral.encode_chat_completion(request).tokens)
+        with native("encode_chat"):
+            return list(self.mistral.encode_chat_completion(request).tokens)

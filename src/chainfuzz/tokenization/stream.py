@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from .base import Tokenizer
+from .base import Tokenizer, native
 
 REPLACEMENT = "\ufffd"
 
@@ -42,7 +42,8 @@ def decode_stream(backend, steps: list[list[int]]) -> list[str]:
     from tokenizers.decoders import DecodeStream
 
     stream = DecodeStream(skip_special_tokens=False)
-    return [stream.step(backend, step if len(step) > 1 else step[0]) or "" for step in steps]
+    with native("decode"):
+        return [stream.step(backend, step if len(step) > 1 else step[0]) or "" for step in steps]
 
 
 def algorithms(tok: Tokenizer) -> dict[str, Callable[[list[list[int]]], list[str]]]:

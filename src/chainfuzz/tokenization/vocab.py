@@ -10,14 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .base import Tokenizer
+from .base import MULTIBYTE_PROBE, Tokenizer
 
-# Characters that tokenizers split into several ids (byte-level BPE, byte fallback): the ids
-# they encode to that decode to U+FFFD alone are the partial-character ids.
-MULTIBYTE_PROBE = (
-    "ệ你好世界😀🎉👨‍👩‍👧ñ€Ωж日本語한국어ไทยअआ∑∫≈𝔘𝔫𝔦𝔠🦙🤖ꙮ㐀𠀀𪜀\ue000ᚠ"
-    "ⓐ⑴∰⟁⥈🜁𓀀𒀀𐍈"
-)
+__all__ = ["MULTIBYTE_PROBE", "Vocab", "build"]
 
 
 @dataclass(frozen=True)
@@ -42,8 +37,7 @@ def build(tokenizers: Sequence[Tokenizer], markers: Sequence[str] = ()) -> Vocab
     specials = {text for t in tokenizers for text in (*t.special, *t.control_like) if text}
     specials |= {m for m in markers if m}
     special_ids = sorted({i for t in tokenizers for i in t.special.values() if 0 <= i < size})
-    probe = ref.encode(MULTIBYTE_PROBE, parse_special=False)
-    partial = sorted({i for i in probe if 0 <= i < size and "\ufffd" in ref.token_text(i)})
+    partial = [i for i in ref.partial_ids if i < size]
     return Vocab(
         size=size,
         specials=tuple(sorted(specials, key=lambda s: (len(s), s))),
