@@ -69,7 +69,7 @@ def touches(rec: dict, case_file: Path) -> list[Touch]:
     real = os.path.realpath(where)
     project = os.path.dirname(os.path.dirname(os.path.realpath(case_file)))
     near = any(_under(real, root) for root in (project, os.path.realpath(cache_dir())))
-    out = [Touch(str(where), "" if near else "outside the case's project and the chainfuzz cache")]
+    out = [Touch(os.path.normpath(where), "" if near else "outside the case's project and the chainfuzz cache")]
     for spec in rec["target"].get("engines") or []:
         if "://" in spec:
             out.append(Touch(spec, "a server to contact"))
