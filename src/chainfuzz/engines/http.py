@@ -28,16 +28,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import socket
 import threading
-import urllib.error
-import urllib.request
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlsplit
 
 from ..errors import UsageError
+from ..internal import limits
 from .base import ChatResult, Completion, Engine, EngineCrash, EngineError, Unsupported
 
 # The largest chosen-token logprob difference two runs that should agree may show, per flavour.
@@ -48,6 +50,20 @@ from .base import ChatResult, Completion, Engine, EngineCrash, EngineError, Unsu
 TOLERANCE = {"vllm": 0.0, "llama-cpp-python": 1e-4, "llama.cpp": 1e-4, "http": 1e-3}
 
 PROBE_TIMEOUT = 30.0
+
+# Measured on the tiny model through llama-cpp-python's server: a completion of 24 tokens with
+# logprobs is 2.0 KB, its stream 5.4 KB in 26 events (one per token, a first and [DONE]), a
+# /tokenize of 400 ids 1.8 KB, GET /models 144 bytes. A body or stream over 8 MiB (4000x) is
+# a server gone wrong, not an answer; so is a stream of more than `_max_events` events.
+MAX_BODY = 8 << 20
+READ_CHUNK = 64 << 10
+
+
+def _max_events(max_new_tokens: int) -> int:
+    """The most events a stream of ``max_new_tokens`` tokens may send: one per token measured
+    (plus a first one and [DONE]); four per token and 16 more leave room for servers that
+    send empty or split events."""
+    return 4 * max_new_tokens + 16
 
 
 class _HTTPFailure(Exception):
@@ -103,9 +119,10 @@ class OpenAIEngine(Engine):
             raise UsageError(f"--engine {self.url}: no OpenAI-compatible server answers "
                              f"GET /models: {exc.message}{hint}") from None
         data = answer.get("data") if isinstance(answer, dict) else None
-        if not data or not isinstance(data, list) or not isinstance(data[0], dict) or "id" not in data[0]:
+        if (not data or not isinstance(data, list) or not isinstance(data[0], dict)
+                or not isinstance(data[0].get("id"), str)):
             raise UsageError(f"--engine {self.url}: GET /models is not an OpenAI model list "
-                             f"({json.dumps(answer)[:120]})")
+                             f"({_kind(answer)}{'' if data is None else ', data: ' + _kind(data)})")
         return data[0]["id"]
 
     def _probe(self, path: str, body: dict) -> dict | None:
@@ -147,8 +164,8 @@ class OpenAIEngine(Engine):
             body = {"model": self.model, "prompt": probe_prompt, "max_tokens": 2, **self.greedy,
                     **{k: 2 if k == "min_tokens" else v for k, v in extras.items()}}
             answer = self._probe("/v1/completions", body)
-            if answer and answer.get("choices"):
-                choice = answer["choices"][0]
+            if answer and answer.get("choices") is not None:  # malformed: bad input, said here
+                choice = _choice(answer, self.name, "POST /v1/completions")
                 returns_ids = _int_list(choice.get("token_ids")) is not None
                 return isinstance(probe_prompt, list), returns_ids, extras
         if self.flavour in ("vllm", "llama.cpp"):
@@ -234,8 +251,8 @@ class OpenAIEngine(Engine):
             return Completion(tokens=[], text="")
         body = self._body(prompt, max_new_tokens, cached=cached)
         answer = self._post("/v1/completions", body)
-        choice = _choice(answer, self.name)
-        tokens, logprobs = _logprobs(choice.get("logprobs"))
+        choice = _choice(answer, self.name, "POST /v1/completions")
+        tokens, logprobs = _logprobs(choice.get("logprobs"), self.name, "POST /v1/completions")
         if _int_list(choice.get("token_ids")) is not None:
             tokens = choice["token_ids"]
         return Completion(tokens=tokens, logprobs=logprobs, text=choice.get("text"))
@@ -246,7 +263,7 @@ class OpenAIEngine(Engine):
             return ""
         # A plain request: vLLM checks no stop string before min_tokens, so no extras here.
         body = self._body(prompt, max_new_tokens, logprobs=False, stop=stop, extras=False)
-        return _choice(self._post("/v1/completions", body), self.name).get("text") or ""
+        return _choice(self._post("/v1/completions", body), self.name, "POST /v1/completions").get("text") or ""
 
     def stream(self, prompt: list[int], max_new_tokens: int, stop: list[str]) -> list[str]:
         if max_new_tokens <= 0:
@@ -254,30 +271,31 @@ class OpenAIEngine(Engine):
         body = self._body(prompt, max_new_tokens, logprobs=False, stop=stop, stream=True, extras=False)
         deltas = []
         where = "POST /v1/completions (stream)"
+        most = _max_events(max_new_tokens)
+        events = 0
         try:
-            with self._open("POST", f"{self.base}/v1/completions", body, self.timeout) as response:
-                for raw in response:
+            with _Exchange("POST", f"{self.base}/v1/completions", body, self.timeout) as answer:
+                for raw in answer.lines():
                     line = raw.decode("utf-8", errors="replace").strip()
                     if not line.startswith("data:"):
                         continue
                     data = line[len("data:"):].strip()
                     if data == "[DONE]":
                         break
-                    try:
-                        event = json.loads(data)
-                    except ValueError:
-                        raise EngineCrash(f"{self.name}: {where}: an event that is not JSON: {data[:200]}") from None
+                    events += 1
+                    if events > most:
+                        raise EngineCrash(f"{self.name}: {where}: more than {most} events for "
+                                          f"{max_new_tokens} tokens, and no [DONE]")
+                    event = _json(data.encode("utf-8"), answer.status, what="an event")
                     if isinstance(event, dict) and "error" in event:
                         raise EngineCrash(f"{self.name}: {where}: error event: {_error_text(event)}")
-                    for choice in event.get("choices") or []:
+                    for choice in _choices(event, self.name, where, allow_empty=True):
                         if choice.get("text"):
                             deltas.append(choice["text"])
                 else:
                     raise EngineCrash(f"{self.name}: {where}: the stream ended without [DONE]")
         except _HTTPFailure as exc:
             raise self._crash(where, exc) from None
-        except (OSError, http.client.HTTPException) as exc:
-            raise EngineCrash(f"{self.name}: {where}: the stream broke: {_reason(exc)}") from None
         return deltas
 
     # -- chat ---------------------------------------------------------------------------------
@@ -303,11 +321,10 @@ class OpenAIEngine(Engine):
             return ChatResult(prompt_ids=ids, prompt_tokens=len(ids))
         body = {"model": self.model, "messages": messages, "max_tokens": max_new_tokens, **self.greedy, **extra}
         answer = self._post("/v1/chat/completions", body)
-        choice = _choice(answer, self.name)
+        choice = _choice(answer, self.name, "POST /v1/chat/completions")
         text = (choice.get("message") or {}).get("content")
-        usage = answer.get("usage") or {}
-        count = usage.get("prompt_tokens")
-        return ChatResult(prompt_ids=ids, prompt_tokens=count if isinstance(count, int) else
+        count = _prompt_tokens(answer, self.name, "POST /v1/chat/completions")
+        return ChatResult(prompt_ids=ids, prompt_tokens=count if count is not None else
                           (len(ids) if ids is not None else None), text=text)
 
     # -- text prompts (servers without id prompts) --------------------------------------------
@@ -347,52 +364,140 @@ class OpenAIEngine(Engine):
         except _HTTPFailure as exc:
             raise self._crash(f"POST {path}", exc) from None
         if not isinstance(answer, dict):
-            raise EngineCrash(f"{self.name}: POST {path}: the answer is not a JSON object")
+            raise _malformed(self.name, f"POST {path}", f"{_kind(answer)} instead of an object")
         return answer
 
     def _crash(self, where: str, exc: _HTTPFailure) -> EngineError:
         if exc.status is None:
             return EngineCrash(f"{self.name}: {where}: no answer: {exc.message}")
+        if exc.status < 400:  # an answer that cannot be read
+            return _malformed(self.name, where, exc.message)
         if exc.status >= 500:
             return EngineCrash(f"{self.name}: {where}: HTTP {exc.status} (server error): {exc.message}")
         return EngineError(f"{self.name}: {where}: HTTP {exc.status}, the server refuses the request: "
                            f"{exc.message}")
 
-    def _open(self, method: str, url: str, body: dict | None, timeout: float):
-        data = None if body is None else json.dumps(body).encode("utf-8")
-        request = urllib.request.Request(url, data=data, method=method,
-                                         headers={"Content-Type": "application/json",
-                                                  "Accept": "application/json, text/event-stream"})
-        try:
-            return urllib.request.urlopen(request, timeout=timeout)
-        except urllib.error.HTTPError as exc:
-            try:
-                text = exc.read().decode("utf-8", errors="replace")
-            except (OSError, http.client.HTTPException):
-                text = ""
-            raise _HTTPFailure(exc.code, _error_text(text) or exc.reason or "") from None
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            raise _HTTPFailure(None, _reason(exc)) from None
-
     def _call(self, method: str, url: str, body: dict | None, timeout: float):
-        with self._open(method, url, body, timeout) as response:
-            try:
-                raw = response.read()
-            except (OSError, http.client.HTTPException) as exc:
-                raise _HTTPFailure(None, f"the answer broke off: {_reason(exc)}") from None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise _HTTPFailure(response.status, f"not JSON: {raw[:120]!r}") from None
+        """The JSON answer of one request, read whole within ``timeout`` seconds."""
+        with _Exchange(method, url, body, timeout) as answer:
+            raw = answer.body()
+        return _json(raw, answer.status)
 
     def close(self) -> None:
         self._tokenizer = None
 
 
+class _Exchange:
+    """One request and its answer under a total deadline: ``seconds`` (clipped to the budget's
+    end, `limits.call_timeout`) for connecting, sending and every read together. A watchdog
+    shuts the socket down at the deadline, so a server that trickles a byte at a time, in the
+    headers or the body, cannot stretch a call past it; reads are capped at `MAX_BODY`."""
+
+    def __init__(self, method: str, url: str, body: dict | None, seconds: float) -> None:
+        self.seconds = limits.call_timeout(seconds)
+        self.budget_cut = self.seconds < seconds  # its deadline is the budget's end
+        self.deadline = time.monotonic() + self.seconds
+        parts = urlsplit(url)
+        kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        self.conn = kind(parts.hostname, parts.port, timeout=self.seconds)
+        self.path = parts.path + (f"?{parts.query}" if parts.query else "")
+        self.method = method
+        self.data = None if body is None else json.dumps(body).encode("utf-8")
+        self.expired = False
+        self.status: int | None = None
+        self.response: http.client.HTTPResponse | None = None
+        self.read_bytes = 0
+        self._timer = threading.Timer(self.seconds, self._expire)
+        self._timer.daemon = True
+
+    def _expire(self) -> None:
+        self.expired = True
+        sock = self.conn.sock
+        if sock is not None:
+            try:  # the plain socket's shutdown: it wakes a reader blocked in recv, TLS or not
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self) -> "_Exchange":
+        self._timer.start()
+        try:
+            self.conn.request(self.method, self.path, body=self.data,
+                              headers={"Content-Type": "application/json",
+                                       "Accept": "application/json, text/event-stream"})
+            self.response = self.conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            self.__exit__(None, None, None)
+            raise self._failure(exc) from None
+        self.status = self.response.status
+        if self.status >= 400:
+            try:
+                text = self.body().decode("utf-8", errors="replace")
+            except _HTTPFailure:
+                text = ""
+            self.__exit__(None, None, None)
+            raise _HTTPFailure(self.status, _error_text(text) or self.response.reason or "")
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._timer.cancel()
+        self.conn.close()
+
+    def _failure(self, exc: BaseException | None) -> _HTTPFailure:
+        """What a failed read or a passed deadline means; `BudgetExhausted` when the deadline
+        was the budget's."""
+        if self.expired or time.monotonic() >= self.deadline:
+            if self.budget_cut or limits.out_of_budget():
+                raise limits.BudgetExhausted()
+            return _HTTPFailure(None, f"no whole answer within {self.seconds:g}s")
+        if exc is None:
+            return _HTTPFailure(None, "the answer broke off")
+        return _HTTPFailure(None, f"the answer broke off: {_reason(exc)}" if self.response else _reason(exc))
+
+    def _read(self) -> bytes:
+        """The next bytes of the body, as they arrive; b"" at its end."""
+        try:
+            chunk = self.response.read1(READ_CHUNK)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise self._failure(exc) from None
+        if self.expired or time.monotonic() >= self.deadline:
+            raise self._failure(None)
+        self.read_bytes += len(chunk)
+        if self.read_bytes > MAX_BODY:
+            raise _HTTPFailure(self.status, f"more than {MAX_BODY} bytes")
+        return chunk
+
+    def body(self) -> bytes:
+        """The whole body."""
+        buf = bytearray()
+        while chunk := self._read():
+            buf += chunk
+        return bytes(buf)
+
+    def lines(self) -> Iterator[bytes]:
+        """The body's lines as they arrive (an event stream's)."""
+        buf = bytearray()
+        while chunk := self._read():
+            start = len(buf)
+            buf += chunk
+            cut = buf.rfind(b"\n", start)
+            if cut >= 0:
+                yield from bytes(buf[:cut]).split(b"\n")
+                del buf[:cut + 1]
+        if buf:
+            yield bytes(buf)
+
+
+def _json(raw: bytes, status: int | None, what: str = ""):
+    """``raw`` parsed; not JSON (nor UTF-8, or nested past Python's recursion limit) is a
+    failed request."""
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _HTTPFailure(status, f"{what + ' that is ' if what else ''}not JSON: {raw[:120]!r}") from None
+
+
 def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    if isinstance(reason, BaseException):
-        exc = reason
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
@@ -409,14 +514,17 @@ def _error_text(answer) -> str:
     if isinstance(answer, str):
         try:
             answer = json.loads(answer)
-        except ValueError:
-            return " ".join(answer.split())[:300]
+        except (ValueError, RecursionError):
+            answer = answer[:300]
     message = answer
     if isinstance(answer, dict):
         error = answer.get("error", answer.get("detail", answer))
         message = error.get("message", error) if isinstance(error, dict) else error
-    text = message if isinstance(message, str) else json.dumps(message)
-    return " ".join(text.split())[:300]
+    try:
+        text = message if isinstance(message, str) else json.dumps(message)[:300]
+    except (ValueError, RecursionError):
+        text = _kind(message)
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in " ".join(text.split())[:300])
 
 
 def _int_list(value) -> list[int] | None:
@@ -425,23 +533,98 @@ def _int_list(value) -> list[int] | None:
     return None
 
 
-def _choice(answer: dict, name: str) -> dict:
+# -- answers: every shape a server's JSON is read with is checked here ----------------------
+
+def _kind(value) -> str:
+    """What a JSON value is, for a message (never the value itself: it may be huge or deep)."""
+    if isinstance(value, dict):
+        return f"an object of {len(value)} keys"
+    if isinstance(value, list):
+        return f"a list of {len(value)}"
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    return {bool: "a boolean", int: "an integer", float: "a number"}.get(type(value), "null")
+
+
+def _malformed(name: str, where: str, what: str) -> EngineCrash:
+    return EngineCrash(f"{name}: {where}: a malformed answer: {what}")
+
+
+def _choices(answer, name: str, where: str, *, allow_empty: bool = False) -> list[dict]:
+    """An answer's ``choices``, each field chainfuzz reads checked: ``text`` a string,
+    ``message`` an object whose ``content`` is a string, ``token_ids`` integers, ``logprobs``
+    an object (`_logprobs`), any of them null. Else `EngineCrash` (a finding for the input)."""
+    if not isinstance(answer, dict):
+        raise _malformed(name, where, f"{_kind(answer)} instead of an object")
     choices = answer.get("choices")
-    if not choices or not isinstance(choices[0], dict):
-        raise EngineCrash(f"{name}: an answer without choices: {json.dumps(answer)[:200]}")
-    return choices[0]
+    if not isinstance(choices, list) or not (choices or allow_empty):
+        raise _malformed(name, where, f"choices is {_kind(choices)}, not a list of choices")
+    for choice in choices:
+        if not isinstance(choice, dict):
+            raise _malformed(name, where, f"a choice is {_kind(choice)}")
+        message = choice.get("message")
+        bad = [k for k, ok in (("text", _opt(choice.get("text"), str)),
+                               ("message", _opt(message, dict)),
+                               ("message.content", not isinstance(message, dict)
+                                or _opt(message.get("content"), str)),
+                               ("token_ids", choice.get("token_ids") is None
+                                or _int_list(choice["token_ids"]) is not None),
+                               ("logprobs", _opt(choice.get("logprobs"), dict))) if not ok]
+        if bad:
+            raise _malformed(name, where, f"the choice's {bad[0]} is {_kind(_dig(choice, bad[0]))}")
+        _logprobs(choice.get("logprobs"), name, where)
+    return choices
 
 
-def _logprobs(block) -> tuple[list, list[float]]:
+def _choice(answer, name: str, where: str) -> dict:
+    return _choices(answer, name, where)[0]
+
+
+def _prompt_tokens(answer: dict, name: str, where: str) -> int | None:
+    usage = answer.get("usage")
+    if usage is None:
+        return None
+    count = usage.get("prompt_tokens") if isinstance(usage, dict) else usage
+    if count is not None and not (isinstance(count, int) and not isinstance(count, bool)):
+        raise _malformed(name, where, f"usage.prompt_tokens is {_kind(count)}")
+    return count
+
+
+def _opt(value, kind: type) -> bool:
+    return value is None or isinstance(value, kind)
+
+
+def _dig(value: dict, dotted: str):
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _number(value) -> float:
+    """A logprob: a number, or null (nan)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"a logprob is {_kind(value)}")
+    return float(value)
+
+
+def _logprobs(block, name: str, where: str) -> tuple[list, list[float]]:
     """Token strings and chosen-token logprobs from either OpenAI logprobs format: the legacy
     completions one (``tokens``, ``token_logprobs``) or the chat one (``content``)."""
     if not isinstance(block, dict):
         return [], []
-    if isinstance(block.get("content"), list):
-        entries = [e for e in block["content"] if isinstance(e, dict)]
-        ids = [e.get("id") for e in entries]
-        tokens = ids if _int_list(ids) is not None else [e.get("token") for e in entries]
-        return tokens, [float(e["logprob"]) if e.get("logprob") is not None else float("nan") for e in entries]
-    tokens = block.get("tokens") or []
-    logprobs = [float(v) if v is not None else float("nan") for v in block.get("token_logprobs") or []]
-    return list(tokens), logprobs
+    try:
+        if isinstance(block.get("content"), list):
+            entries = block["content"]
+            if not all(isinstance(e, dict) for e in entries):
+                raise TypeError("a logprobs.content entry is not an object")
+            ids = [e.get("id") for e in entries]
+            tokens = ids if _int_list(ids) is not None else [e.get("token") for e in entries]
+            return tokens, [_number(e.get("logprob")) for e in entries]
+        tokens, values = block.get("tokens") or [], block.get("token_logprobs") or []
+        if not isinstance(tokens, list) or not isinstance(values, list):
+            raise TypeError(f"logprobs.tokens is {_kind(tokens)}, token_logprobs {_kind(values)}")
+        return tokens, [_number(v) for v in values]
+    except TypeError as exc:
+        raise _malformed(name, where, str(exc)) from None
