@@ -75,13 +75,14 @@ def _load(source: TokenizerSource) -> Loaded | TargetError:
         limits.check_budget()
         try:
             loaded.impls.append(_load_one(reader.impl, source))
-        except _TookTooLong as exc:
+        except (_TookTooLong, TargetError) as exc:  # TargetError: a file beside it is refused
             loaded.unavailable[reader.impl] = str(exc)
         except ImportError as exc:
             hint = f" (pip install 'chainfuzz[{reader.extra}]')" if reader.extra else ""
             loaded.unavailable[reader.impl] = f"not installed: {exc.name or exc}{hint}"
         except TokenizerCrash as exc:
-            loaded.unavailable[reader.impl] = f"crashed loading the file: {_first_line(exc)}"
+            stage = "probing its vocabulary" if isinstance(exc, _ProbeCrash) else "loading the file"
+            loaded.unavailable[reader.impl] = f"crashed {stage}: {_first_line(exc)}"
         except Exception as exc:  # noqa: BLE001 - each library fails its own way on a bad file
             loaded.unavailable[reader.impl] = f"cannot read it: {type(exc).__name__}: {_first_line(exc)}"
     if not loaded.impls:
@@ -94,6 +95,10 @@ class _TookTooLong(Exception):
     """An implementation did not load within `LOAD_SECONDS`."""
 
 
+class _ProbeCrash(TokenizerCrash):
+    """An implementation loaded, then died on the first text it was given (the probe)."""
+
+
 def _load_one(impl: str, source: TokenizerSource) -> Tokenizer:
     """Open implementation ``impl`` on ``source`` and probe its vocabulary (what the search
     will ask of it first), within `LOAD_SECONDS` and the budget; a panic is a `TokenizerCrash`."""
@@ -104,7 +109,10 @@ def _load_one(impl: str, source: TokenizerSource) -> Tokenizer:
     try:
         with time_limit(seconds), native("loading"):
             tok = AVAILABLE_TOKENIZERS.load(impl).from_source(source)
-            tok.partial_ids  # noqa: B018 - probed here, so a vocabulary it dies on is not run
+            try:
+                tok.partial_ids  # noqa: B018 - probed here, so a vocabulary it dies on is not run
+            except TokenizerCrash as exc:
+                raise _ProbeCrash(str(exc)) from None
         return tok
     except _Timeout:
         if tok is not None:
