@@ -1,7 +1,9 @@
 """``check``: run every applicable property on every target at a path, recording findings.
 
 Findings are written to the crash folder the moment they are found, so an interrupted or
-crashed run loses none of them.
+crashed run loses none of them. ``total_budget`` is a wall-clock promise for the whole call:
+loading, compiling, tokenizer loads, structure learning, engine starts and calls are all
+charged to it (`chainfuzz.internal.limits.budget`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Callable
 
 from . import cases, registry
 from .context import Context
-from .errors import UsageError
+from .errors import ChainfuzzError, UsageError
+from .internal import limits
 from .internal.runner import Finding, RunSettings, run_property
 from .report import CheckReport, TargetReport
 from .targets import load_targets
@@ -35,31 +38,37 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     """
     run = run or RunSettings()
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
-    plan = _plan(load_targets(path), property_ids, engines, path, strict)
     report = CheckReport(str(path), seed)
     start = time.monotonic()
-    searches = sum(len(props) for _, props in plan)
-    done = 0
-    try:
-        for ctx, props in plan:
-            treport = _target_report(ctx, props)
-            report.targets.append(treport)
-            for prop in props:
-                budget = run.budget
-                if total_budget is not None:
-                    left = total_budget - (time.monotonic() - start)
-                    budget = max(0.05, left / (searches - done))
-                settings = dataclasses.replace(run, budget=budget, seed=seed)
-                if progress:
-                    progress(f"[{done + 1}/{searches}] {ctx.target.name}: {prop.id}")
-                result = run_property(prop, ctx, settings, _recorder(treport, ctx, crashes_dir))
-                treport.results.append(result)
-                done += 1
-    except KeyboardInterrupt:
-        report.interrupted = True
-    finally:
-        for ctx, _ in plan:
-            ctx.close()
+    plan: list = []
+    with limits.budget(total_budget):
+        try:
+            plan = _plan(load_targets(path), property_ids, engines, path, strict)
+        except limits.BudgetExhausted:
+            raise ChainfuzzError(f"the budget of {total_budget:g}s ran out while loading {path}, "
+                                 "before any input was checked") from None
+        searches = sum(len(props) for _, props in plan)
+        done = 0
+        try:
+            for ctx, props in plan:
+                treport = _target_report(ctx, props)
+                report.targets.append(treport)
+                for prop in props:
+                    budget = run.budget
+                    if total_budget is not None:
+                        left = total_budget - (time.monotonic() - start)
+                        budget = max(0.05, left / (searches - done))
+                    settings = dataclasses.replace(run, budget=budget, seed=seed)
+                    if progress:
+                        progress(f"[{done + 1}/{searches}] {ctx.target.name}: {prop.id}")
+                    result = run_property(prop, ctx, settings, _recorder(treport, ctx, crashes_dir))
+                    treport.results.append(result)
+                    done += 1
+        except KeyboardInterrupt:
+            report.interrupted = True
+        finally:
+            for ctx, _ in plan:
+                ctx.close()
     report.seconds = time.monotonic() - start
     return report
 

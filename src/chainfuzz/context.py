@@ -38,7 +38,11 @@ class Context:
 
         Properties other than ``template.renders`` use this: a crash is charged once, to
         ``template.renders``, and a deliberate ``raise_exception`` is a constraint, not a defect.
+        While the template hangs on every render (`Renderer.hangs`) inputs are skipped
+        without rendering: ``template.renders`` alone keeps rendering and reports it.
         """
+        if self.renderer.hangs:
+            raise Skip("the template timed out on the last renders")
         try:
             return self.render(messages, tools=tools, add_generation_prompt=add_generation_prompt, now=now)
         except RenderError as err:
@@ -75,10 +79,11 @@ class Context:
 
     def time_limit(self):
         """A context manager that bounds untrusted template code a property runs itself
-        (transformers' own ``apply_chat_template``, say) by the render time limit."""
-        from .template.render import time_limit
+        (transformers' own ``apply_chat_template``, say) by the render time limit; running
+        out of it raises `RenderError`."""
+        from .template.render import limited
 
-        return time_limit(self.renderer.time_limit)
+        return limited(self.renderer.time_limit)
 
     @cached_property
     def structure(self) -> Structure:
@@ -89,7 +94,7 @@ class Context:
     def minijinja(self):
         from .template.minijinja import MiniJinjaRenderer
 
-        return MiniJinjaRenderer(self.target, now=self.renderer.now)
+        return MiniJinjaRenderer(self.target, now=self.renderer.now, max_output=self.renderer.max_output)
 
     @cached_property
     def loaded(self):

@@ -41,6 +41,20 @@ def budget(seconds: float | None) -> Iterator[None]:
         _deadline = saved
 
 
+@contextlib.contextmanager
+def overtime(seconds: float) -> Iterator[None]:
+    """Let the block run up to ``seconds`` past the budget's end: finishing what was found
+    (re-checking a reproducer before it is written) is never cut short."""
+    global _deadline
+    saved = _deadline
+    if saved != math.inf:
+        _deadline = max(saved, time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline = saved
+
+
 def deadline() -> float:
     """The monotonic time the budget runs out (inf: no budget)."""
     return _deadline
@@ -107,3 +121,12 @@ def die_with_parent(parent: int | None = None) -> None:
         return
     if parent is not None and os.getppid() != parent:
         os._exit(1)
+
+
+# --- native libraries ----------------------------------------------------------------------
+
+def is_native_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Rust panic surfacing through PyO3 (tokenizers, minijinja):
+    ``pyo3_runtime.PanicException`` derives from BaseException, so ``except Exception``
+    misses it, and its module is made at run time, so it is known by name."""
+    return type(exc).__name__ == "PanicException"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import json
 import random
 import time
 import traceback
@@ -22,11 +21,16 @@ from hypothesis import seed as hseed
 from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
 
 from ..errors import ChainfuzzError, Failure
+from . import limits
+from .text import clip, clip_value
 from .reduce import reduce_case
 from ..registry import Property
 
 # Inputs the template refuses do not count as examples; this bounds how many are tried.
 MAX_TRIES_PER_EXAMPLE = 3
+# Time a shrunk reproducer's re-check may run past the budget: one check renders a few times
+# under the 2 s render limit (`template.render.DEFAULT_TIME_LIMIT`).
+RECHECK_SECONDS = 5.0
 
 
 @contextlib.contextmanager
@@ -90,12 +94,14 @@ class Finding:
     observed: object = None
     expected: object = None
     rendered: str | None = None
+    reproduced: bool = True  # the minimal input failed the same way when checked again
 
     def to_json(self) -> dict:
         return {
             "property": self.property, "severity": self.severity, "message": self.message,
             "key": self.key, "signature": self.signature, "input": self.case,
             "observed": self.observed, "expected": self.expected, "rendered": self.rendered,
+            "reproduced": self.reproduced,
         }
 
 
@@ -110,6 +116,7 @@ class PropertyResult:
     seconds: float = 0.0
     findings: list[Finding] = field(default_factory=list)
     internal_error: str | None = None
+    out_of_budget: bool = False  # the command's budget ended this search
 
     @property
     def examples(self) -> int:
@@ -119,7 +126,7 @@ class PropertyResult:
     def to_json(self) -> dict:
         return {"examples": self.examples, "skipped": self.skipped, "shrink_steps": self.shrink_steps,
                 "seconds": round(self.seconds, 3), "failures": len(self.findings),
-                "internal_error": self.internal_error}
+                "internal_error": self.internal_error, "out_of_budget": self.out_of_budget}
 
 
 def signature(prop_id: str, target_name: str, key: str) -> str:
@@ -130,10 +137,11 @@ def signature(prop_id: str, target_name: str, key: str) -> str:
 
 def run_property(prop: Property, ctx, run: RunSettings,
                  on_finding: Callable[[Finding], None] = lambda f: None) -> PropertyResult:
-    """Search ``prop`` on ``ctx`` until examples, time or the findings cap run out."""
+    """Search ``prop`` on ``ctx`` until examples, time or the findings cap run out, or the
+    command's budget (`limits.budget`): a search it ends keeps what it found."""
     result = PropertyResult(prop)
     start = time.monotonic()
-    deadline = start + run.budget if run.budget else float("inf")
+    deadline = min(start + run.budget if run.budget else float("inf"), limits.deadline())
     rng = random.Random(run.seed)
     known: set[str] = set()
     try:
@@ -146,15 +154,32 @@ def run_property(prop: Property, ctx, run: RunSettings,
                 break
             failure = reduce_failure(prop, ctx, failure, shrink_until)
             known.add(failure.key)
-            finding = make_finding(prop, ctx, failure)
+            finding = make_finding(prop, ctx, failure, reproduced=recheck(prop, ctx, failure))
             result.findings.append(finding)
             on_finding(finding)
+    except limits.BudgetExhausted:
+        pass
     except ChainfuzzError:
         raise  # e.g. a case file that cannot be written: the user's problem, not a property bug
     except Exception as exc:  # a bug in a property or strategy, not in the target
         result.internal_error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    result.out_of_budget = limits.out_of_budget()
     result.seconds = time.monotonic() - start
     return result
+
+
+def recheck(prop: Property, ctx, failure: Failure) -> bool:
+    """Whether a fresh copy of ``failure``'s minimal input fails the same way again, checked
+    before it is written: a target that changed the case it was given, or a failure that
+    depends on the machine's load, must not be recorded as a reproducer silently."""
+    with limits.overtime(RECHECK_SECONDS):
+        try:
+            prop.check(ctx, copy.deepcopy(failure.case))
+        except Failure as again:
+            return again.key == failure.key
+        except (Exception, limits.BudgetExhausted):  # noqa: BLE001 - a Skip, a crash: not the same failure
+            return False
+    return False
 
 
 def reduce_failure(prop: Property, ctx, failure: Failure, until: float) -> Failure:
@@ -177,31 +202,32 @@ def reduce_failure(prop: Property, ctx, failure: Failure, until: float) -> Failu
             pass
         return False
 
-    reduce_case(failure.case, still_fails)
+    try:
+        reduce_case(failure.case, still_fails)
+    except limits.BudgetExhausted:
+        pass  # the budget ended the shrinking: the smallest input so far stands
     return best
 
 
-def make_finding(prop: Property, ctx, failure: Failure) -> Finding:
-    """The `Finding` a (shrunk) failure of ``prop`` on ``ctx``'s target is recorded as."""
+def make_finding(prop: Property, ctx, failure: Failure, *, reproduced: bool = True) -> Finding:
+    """The `Finding` a (shrunk) failure of ``prop`` on ``ctx``'s target is recorded as. Free
+    text from the target is clipped (`text.clip`); the input never is. A failure that did
+    not fail again when re-checked (an intermittent defect, a machine under load) says so."""
+    message = clip(failure.message)
+    if not reproduced:
+        message += " (intermittent: the same input passed when checked again)"
     return Finding(
         property=prop.id,
         severity=failure.severity or prop.severity,
-        message=failure.message,
+        message=message,
         key=failure.key,
         signature=signature(prop.id, ctx.target.name, failure.key),
         case=failure.case,
-        observed=_jsonable(failure.observed),
-        expected=_jsonable(failure.expected),
-        rendered=failure.rendered,
+        observed=clip_value(failure.observed),  # JSON, or its repr
+        expected=clip_value(failure.expected),
+        rendered=None if failure.rendered is None else clip(failure.rendered),
+        reproduced=reproduced,
     )
-
-
-def _jsonable(value):
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)
 
 
 def _search_round(prop, ctx, strategy, known, run, seed, deadline, result):
@@ -249,7 +275,7 @@ def _search_round(prop, ctx, strategy, known, run, seed, deadline, result):
             search()
     except Failure as f:
         failure = f
-    except (_OutOfTime, Flaky):
+    except (_OutOfTime, Flaky, limits.BudgetExhausted):
         failure = state["failure"]
     except Unsatisfiable:
         pass

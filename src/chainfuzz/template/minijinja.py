@@ -3,16 +3,22 @@
 Settings follow what transformers configures for jinja2: trim_blocks, lstrip_blocks, Python
 method compatibility, a ``tojson`` that is ``json.dumps`` (minijinja's own HTML-escapes), the
 ``raise_exception`` and ``strftime_now`` globals, and transformers' ``{% generation %}`` tag
-rewritten to a plain block. Fuel bounds the work a hostile template can do.
+rewritten to a plain block. Fuel bounds the work a hostile template can do (string
+repetition included: ``'a' * 10**10`` runs out of fuel, measured). minijinja hands templates
+the caller's Python objects themselves (``messages.clear()`` empties the caller's list), so
+every render gets deep copies: the case that becomes a reproducer is never the template's to
+change.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import json
 import re
 
-from .render import FIXED_NOW, RenderError
+from ..internal.limits import is_native_panic
+from .render import DEFAULT_MAX_OUTPUT, FIXED_NOW, RenderError
 from ..targets import Target
 
 FUEL = 50_000_000
@@ -39,11 +45,13 @@ def _rewrite_generation(source: str) -> str:
 class MiniJinjaRenderer:
     """Renders a target with minijinja; raises `RenderError` like `render.Renderer`."""
 
-    def __init__(self, target: Target, now: _dt.datetime = FIXED_NOW) -> None:
+    def __init__(self, target: Target, now: _dt.datetime = FIXED_NOW,
+                 max_output: int = DEFAULT_MAX_OUTPUT) -> None:
         import minijinja
 
         self._minijinja = minijinja
         self.target = target
+        self.max_output = max_output
         self.env = minijinja.Environment(
             trim_blocks=True,
             lstrip_blocks=True,
@@ -64,16 +72,31 @@ class MiniJinjaRenderer:
         if self.compile_error is not None:
             raise self.compile_error
         try:
-            return self.env.render_template(
-                "chat", messages=messages, tools=tools, documents=None,
-                add_generation_prompt=add_generation_prompt, **self.target.special_tokens,
+            text = self.env.render_template(
+                "chat", messages=copy.deepcopy(messages), tools=copy.deepcopy(tools), documents=None,
+                add_generation_prompt=add_generation_prompt, **dict(self.target.special_tokens),
             )
-        except _Deliberate as exc:
-            raise RenderError("raised", str(exc), "raise_exception") from None
-        except self._minijinja.TemplateError as exc:
-            raise RenderError("error", first_line(str(exc)), "minijinja.TemplateError") from None
-        except Exception as exc:  # a Python callback (tojson) failing on a minijinja value
-            raise RenderError("error", first_line(str(exc)), type(exc).__name__) from None
+        except BaseException as exc:
+            raise self._classified(exc) from None
+        if len(text) > self.max_output:
+            raise RenderError("output_limit", f"output exceeds the limit of {self.max_output} characters",
+                              "OutputLimit")
+        return text
+
+    def _classified(self, exc: BaseException) -> BaseException:
+        """The `RenderError` a failed minijinja render is, or ``exc`` itself when it is not
+        the template's doing (KeyboardInterrupt, the budget running out)."""
+        if isinstance(exc, _Deliberate):
+            return RenderError("raised", str(exc), "raise_exception")
+        if is_native_panic(exc):  # a Rust panic inside minijinja
+            return RenderError("error", first_line(str(exc)), "minijinja.Panic")
+        if isinstance(exc, self._minijinja.TemplateError):
+            return RenderError("error", first_line(str(exc)), "minijinja.TemplateError")
+        if isinstance(exc, MemoryError):
+            return RenderError("memory_limit", "the render ran out of the memory limit", "MemoryLimit")
+        if isinstance(exc, Exception):  # a Python callback (tojson) failing on a minijinja value
+            return RenderError("error", first_line(str(exc)), type(exc).__name__)
+        return exc
 
 
 def first_line(message: str) -> str:
