@@ -305,3 +305,91 @@ def differences(a: Path, b: Path) -> set[str]:
         ja, jb = (json.loads(p.read_text(encoding="utf-8")) for p in (pa, pb))
         out |= {f"{name}:{k}" for k in {*ja, *jb} if ja.get(k) != jb.get(k)}
     return out
+
+
+# --- hostile tokenizers: native libraries that panic or abort -------------------------------------
+# (tests/hostile/test_tokenizers.py; each is verified to panic or abort with the installed version)
+
+STRIP_PANIC_CONTENT = "Ġ"  # byte-level BPE's space: two bytes in UTF-8
+
+
+def strip_panic(folder: Path) -> Path:
+    """Byte-level BPE whose decoder strips up to two ``Ġ`` from the right of each token
+    first: tokenizers 0.23 counts the strip in characters but cuts bytes, and panics
+    ("index out of bounds") decoding a token that is a lone ``Ġ`` (a space before a
+    character with no merge)."""
+    tok = byte_level_bpe()
+    tok.decoder = decoders.Sequence([decoders.Strip(content=STRIP_PANIC_CONTENT, left=0, right=2),
+                                     decoders.ByteLevel()])
+    return write_folder(folder, tok)
+
+
+def precompiled_panic(folder: Path, *, sentencepiece: bool = False) -> Path:
+    """Byte-level BPE with a ``Precompiled`` normaliser whose charsmap is junk: it loads, and
+    panics on the first text it normalises. With ``sentencepiece``, a real SentencePiece
+    ``tokenizer.model`` (trained here) sits beside it, so another implementation still reads
+    the folder."""
+    folder = write_folder(folder, byte_level_bpe())
+    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    spec["normalizer"] = {"type": "Precompiled", "precompiled_charsmap": "AAAAAAAAAAAA"}
+    (folder / "tokenizer.json").write_text(json.dumps(spec), encoding="utf-8")
+    if sentencepiece:
+        train_sentencepiece(folder / "tokenizer.model")
+    return folder
+
+
+def train_sentencepiece(path: Path) -> Path:
+    """A small real SentencePiece BPE model (byte fallback on) trained on a few lines."""
+    import io
+
+    import sentencepiece as spm
+
+    lines = ["hello world, the quick brown fox jumps over the lazy dog."] * 20 + \
+        ["Tokenizers split text into pieces; pieces become ids."] * 20
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=model, vocab_size=400,
+                                   model_type="bpe", byte_fallback=True, character_coverage=1.0,
+                                   minloglevel=2)
+    path.write_bytes(model.getvalue())
+    return path
+
+
+def gguf_vocab(path: Path, tokens: list[str], types: list[int], *, model: str = "llama",
+               scores: list[float] | None = None, merges: list[str] | None = None) -> Path:
+    """A vocab-only GGUF (no tensors) holding just a tokenizer."""
+    from gguf import GGUFWriter
+
+    w = GGUFWriter(str(path), "llama")
+    w.add_tokenizer_model(model)
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    if scores is not None:
+        w.add_token_scores(scores)
+    if merges is not None:
+        w.add_token_merges(merges)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def llama_no_byte_tokens(folder: Path) -> Path:
+    """A SentencePiece-style (``llama``) GGUF vocabulary without the ``<0xNN>`` byte tokens:
+    llama.cpp (0.3.x) loads it and aborts (``std::out_of_range``) on the first character no
+    piece covers, as byte fallback looks the byte token up; transformers' conversion reads it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pieces = ["<unk>", "<s>", "</s>", "▁", *"abcdefghijklmnopqrstuvwxyz", "▁the", "▁a"]
+    types = [2, 3, 3] + [1] * (len(pieces) - 3)
+    return gguf_vocab(folder / "no-byte-tokens.gguf", pieces, types, scores=[0.0] * len(pieces))
+
+
+def many_tokens_gguf(folder: Path, n: int = 2_000_000) -> Path:
+    """A GGUF of ``n`` distinct plain tokens (a gpt2 vocabulary without merges): transformers'
+    GGUF conversion takes minutes on two million (175 s measured), printing nothing."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = ["<unk>", "<s>", "</s>", *(f"t{i}" for i in range(n - 3))]
+    return gguf_vocab(folder / "many-tokens.gguf", tokens, [2, 3, 3] + [1] * (n - 3),
+                      scores=[0.0] * n)

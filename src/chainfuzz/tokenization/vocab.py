@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from .base import MULTIBYTE_PROBE, Tokenizer
+from .base import MULTIBYTE_PROBE, Tokenizer, TokenizerCrash
 
 __all__ = ["MULTIBYTE_PROBE", "Vocab", "build"]
 
@@ -43,5 +43,19 @@ def build(tokenizers: Sequence[Tokenizer], markers: Sequence[str] = ()) -> Vocab
         specials=tuple(sorted(specials, key=lambda s: (len(s), s))),
         special_ids=tuple(special_ids),
         partial_ids=tuple(partial),
-        token_text=ref.token_text,
+        token_text=_drawable_text(ref),
     )
+
+
+def _drawable_text(tok: Tokenizer) -> Callable[[int], str]:
+    """``tok.token_text`` for generators, which spell text with the vocabulary's pieces: an id
+    the implementation dies decoding gives U+FFFD, which they leave out. The crash itself is
+    the properties' to find, on an input they decode."""
+
+    def text(i: int) -> str:
+        try:
+            return tok.token_text(i)
+        except TokenizerCrash:
+            return "\ufffd"
+
+    return text
