@@ -46,7 +46,10 @@ class CaseItem(pytest.Item):
         from chainfuzz.replayer import replay
 
         load_properties(self.config.getini("chainfuzz_property_dirs"))
-        status = cases.read(self.path).get("status", "open")
+        try:
+            status = cases.read(self.path).get("status", "open")
+        except cases.UnreadableCase as exc:  # collected by its marker, yet no usable case
+            raise CaseError(f"cannot replay: {exc}") from None
         outcome = replay(self.path)
         if outcome.status == "skipped":
             pytest.skip(outcome.detail)

@@ -167,7 +167,8 @@ def _hypothesis_home() -> Iterator[None]:
     cache, not ``.hypothesis/`` in the current folder; only while the command runs, and only
     if the user has not chosen a place (``HYPOTHESIS_STORAGE_DIRECTORY``). Children (sweep's
     workers, fuzz harnesses) inherit it."""
-    if "HYPOTHESIS_STORAGE_DIRECTORY" in os.environ:
+    saved = os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY")
+    if saved:
         yield
         return
     from .corpus import cache_dir
@@ -176,7 +177,10 @@ def _hypothesis_home() -> Iterator[None]:
     try:
         yield
     finally:
-        os.environ.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
+        if saved is None:
+            os.environ.pop("HYPOTHESIS_STORAGE_DIRECTORY", None)
+        else:
+            os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = saved
 
 
 def _run_settings(args):

@@ -346,3 +346,11 @@ def test_read_and_is_case_never_wait_on_a_fifo(tmp_path):
     with pytest.raises(cases.UnreadableCase, match="not a regular file"):
         cases.read(fifo)
     assert cases.case_files([tmp_path]) == [fifo]  # listed, so replay says why it is unreadable
+
+
+def test_plugin_reports_an_unreadable_case_in_one_line(pytester, plugin_project):
+    plugin_project("open", template_fixed=False)
+    (pytester.path / "crashes" / "broken.json").write_bytes(b'{"chainfuzz_case": 1, "input": 5}')
+    result = run_cases(pytester)
+    result.assert_outcomes(xfailed=1, failed=1)
+    result.stdout.fnmatch_lines(["*cannot replay*broken.json*not a chainfuzz case (missing property, target)*"])

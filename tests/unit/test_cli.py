@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import chainfuzz
+from chainfuzz.internal.text import printable
 from chainfuzz.template.render import Renderer, RenderError
 from chainfuzz.targets import load_target
 
@@ -345,3 +349,64 @@ def test_a_broken_user_property_module_is_one_error_line(tmp_path, cli_subproces
 def test_a_property_dir_that_is_not_a_folder_is_one_error_line(tmp_path, cli_subprocess, one_error_line):
     line = one_error_line(cli_subprocess("properties", "--property-dir", "nowhere"))
     assert "nowhere" in line and "not a folder" in line
+
+
+# --- what reaches the terminal: escaped, one line, bounded ----------------------------------------
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.characters(categories=["Cc", "Cf", "Cs", "Zl", "Zp", "Lu", "So"])))
+def test_printable_text_is_one_line_without_controls(text):
+    shown = printable(text)
+    assert len(shown.splitlines()) <= 1
+    assert not re.search("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+                         "\ud800-\udfff]", shown)
+    shown.encode("utf-8")  # a UTF-8 terminal takes it
+
+
+def test_printable_escapes_visibly_and_clips():
+    assert printable("a\x1b[2J\n\u202eb\udcff") == "a\\x1b[2J\\x0a\\u202eb\\udcff"
+    assert printable("é 中 😀 \\") == "é 中 😀 \\"  # printable text and backslashes are left alone
+    assert printable("x" * 1000, 10) == "x" * 10 + " … [990 characters cut]"
+
+
+def test_an_unexpected_exception_is_one_internal_error_line_and_exit_3(cli_subprocess, write_template,
+                                                                       sources, tmp_path):
+    """A plugin that breaks chainfuzz itself (here: replaces `check` with a function that
+    raises, its text full of escapes): one ``chainfuzz: internal error:`` line and exit 3; the
+    traceback only with CHAINFUZZ_DEBUG=1."""
+    tpl = write_template("chatml.jinja", sources.clean)
+    props = tmp_path / "plugins"
+    props.mkdir()
+    (props / "breaker.py").write_text(textwrap.dedent("""
+        import chainfuzz.checker
+
+        def check(*args, **kwargs):
+            raise RuntimeError("broken\\x1b[2J\\n" + "x" * 100000)
+
+        chainfuzz.checker.check = check
+    """), encoding="utf-8")
+    args = ("check", tpl, *FAST, "--crashes", tmp_path / "c", "--property-dir", props)
+    r = cli_subprocess(*args)
+    assert r.rc == 3 and "Traceback" not in r.err, r.err[-2000:]
+    [line] = r.err_lines
+    assert line.startswith("chainfuzz: internal error: RuntimeError: broken\\x1b[2J\\x0a")
+    assert len(line) < 700
+    debug = cli_subprocess(*args, env={"CHAINFUZZ_DEBUG": "1"})
+    assert debug.rc == 3 and "Traceback" in debug.err
+
+
+def test_empty_output_paths_are_refused(cli, write_template, sources, one_error_line):
+    tpl = write_template("chatml.jinja", sources.clean)
+    assert "--crashes" in one_error_line(cli("check", tpl, "--crashes", ""))
+    assert "--inputs" in one_error_line(cli("fuzz", tpl, "--budget", "1", "--inputs", ""))
+
+
+def test_reports_say_when_nothing_could_be_checked_or_replayed(tmp_path):
+    from chainfuzz.report import Outcome, ReplayReport, Row, SweepReport
+
+    sweep = SweepReport("c", 1, ["template.renders"], rows=[Row("a", error="does not compile")])
+    assert sweep.exit_code == 2 and "none of the 1 target(s)" in sweep.bad_input
+    sweep.rows.append(Row("b"))
+    assert sweep.exit_code == 0 and not sweep.bad_input
+    replay = ReplayReport([Outcome(tmp_path, "p", "fails", "x"), Outcome(tmp_path, "?", "unreadable", "y")])
+    assert replay.exit_code == 2 and replay.bad_input == "1 of 2 case(s) could not be replayed (1 unreadable)"
