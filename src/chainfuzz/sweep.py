@@ -5,11 +5,17 @@ transformers already). A target that hangs where no alarm reaches, or kills the 
 costs its own row, marked as an error, and never the rest of the sweep. With
 ``tokenizers=True`` the rows are the corpus' tokenizers (vocab GGUFs, Mistral's files) and the
 properties those of kinds "tokenizer" and "chain".
+
+``total_budget`` is a wall-clock promise for the whole sweep: each row's check gets its share,
+never past the sweep's end; rows not started by then are reported as not run, and a row still
+running `GRACE_SECONDS` after it is killed. Each row's process runs under the memory limit
+(`limits.limit_memory`) and dies with the sweep (`limits.die_with_parent`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing
 import multiprocessing.connection as mp_connection
 import os
@@ -21,12 +27,18 @@ from typing import Iterator
 from . import corpus, registry
 from .checker import check
 from .errors import ChainfuzzError, UsageError
+from .internal import limits
 from .internal.runner import RunSettings
 from .report import Row, SweepReport
 
 # A sweep surveys many templates: fewer examples, fewer findings per property and shorter
 # shrinking than `check`, which digs into one target.
 SWEEP_SETTINGS = RunSettings(max_examples=25, max_findings=3, shrink_seconds=1.0)
+# How long past the sweep's end a row may take to hand its result over before it is killed: a
+# check honours its own budget (the same end) within a second or so; the rest is sending the
+# row and the process' exit.
+GRACE_SECONDS = 5.0
+NOT_RUN = "not run: the sweep's budget ran out first"
 
 
 def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None = None,
@@ -50,7 +62,8 @@ def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None =
     report = SweepReport(corpus_name, seed, props)
     start = time.monotonic()
     limit_s = _task_limit(per_template, settings, len(props))
-    for i, row in enumerate(_run_isolated(tasks, jobs, limit_s), 1):
+    deadline = start + total_budget if total_budget else math.inf
+    for i, row in enumerate(_run_isolated(tasks, jobs, limit_s, deadline), 1):
         report.rows.append(row)
         if progress:
             e = sum(f["severity"] == "error" for f in row.findings)
@@ -68,28 +81,47 @@ def _task_limit(per_template: float | None, run: RunSettings, n_props: int) -> f
     return 60 + 4 * searching + n_props * run.max_findings * run.shrink_seconds
 
 
-def _run_isolated(tasks: list, jobs: int, limit_s: float) -> Iterator[Row]:
-    """Run each task in a forked process, ``jobs`` at a time; yield rows as they finish."""
+def _run_isolated(tasks: list, jobs: int, limit_s: float, deadline: float = math.inf) -> Iterator[Row]:
+    """Run each task in a forked process, ``jobs`` at a time; yield rows as they finish. A task
+    gets its own budget, ending no later than ``deadline`` (monotonic); none starts after it,
+    and one still running `GRACE_SECONDS` after it is killed."""
     ctx = multiprocessing.get_context("fork")
     pending = list(tasks)
     running: dict = {}  # process -> (task, connection, start)
+    parent = os.getpid()
     while pending or running:
         while pending and len(running) < jobs:
+            if time.monotonic() >= deadline:
+                for task in pending:
+                    yield Row(_row_name(task[0]), error=NOT_RUN)
+                pending = []
+                break
             task = pending.pop(0)
+            left = deadline - time.monotonic()
+            if left < math.inf:
+                task = (*task[:3], min(task[3] or math.inf, left), *task[4:])
             receive, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_child, args=(task, send), daemon=True)
+            proc = ctx.Process(target=_child, args=(task, send, parent), daemon=True)
             proc.start()
             send.close()
             running[proc] = (task, receive, time.monotonic())
+        if not running:
+            continue
+        wait = min(1.0, max(0.0, deadline + GRACE_SECONDS - time.monotonic()))
         ready = mp_connection.wait([r for _, r, _ in running.values()] + [p.sentinel for p in running],
-                                   timeout=1.0)
+                                   timeout=wait)
         for proc, (task, receive, started) in list(running.items()):
             row = None
+            now = time.monotonic()
             if receive in ready or proc.sentinel in ready:
                 row = _collect(proc, task, receive)
-            elif time.monotonic() - started > limit_s:
+            elif now - started > limit_s:
                 proc.kill()
                 row = Row(_row_name(task[0]), error=f"killed after {limit_s:.0f}s without a result")
+            elif now > deadline + GRACE_SECONDS:
+                proc.kill()
+                row = Row(_row_name(task[0]), error=f"killed {GRACE_SECONDS:g}s after the sweep's "
+                          "budget ran out, without a result")
             if row is not None:
                 proc.join()
                 receive.close()
@@ -105,8 +137,19 @@ def _collect(proc, task, receive) -> Row:
         return Row(_row_name(task[0]), error=f"the checking process died (exit code {proc.exitcode})")
 
 
-def _child(task, send) -> None:
-    send.send(_check_one(task))
+def _child(task, send, parent: int) -> None:
+    """A row's process: it dies with the sweep and searches under the memory limit."""
+    limits.die_with_parent(parent)
+    limits.limit_memory()
+    try:
+        row = _check_one(task)
+    except MemoryError:
+        row = Row(_row_name(task[0]), error=f"ran out of memory (limit {limits.DEFAULT_MEMORY >> 20} MiB)")
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
+        os._exit(130)
+    except Exception as exc:  # a bug in chainfuzz: the row says so, the sweep goes on
+        row = Row(_row_name(task[0]), internal_errors=[f"{type(exc).__name__}: {limits.clip(str(exc), 300)}"])
+    send.send(row)
     send.close()
 
 

@@ -16,7 +16,12 @@ import copy
 import threading
 from pathlib import Path
 
+from ..internal import limits
 from .base import ChatResult, Completion, Engine
+
+# No generate on the tiny model comes near this (8-24 new tokens take well under a second);
+# what bounds a call in practice is the command's budget, which clips it (`limits.call_timeout`).
+CALL_TIMEOUT = 600.0
 
 
 class TransformersEngine(Engine):
@@ -43,6 +48,7 @@ class TransformersEngine(Engine):
             if shown:
                 hf_logging.enable_progress_bar()
         self.tok = AutoTokenizer.from_pretrained(str(folder))
+        limits.check_budget()  # loading runs in this process: charged once it is done
         config = self.model.config
         self.pad_id = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id or 0
         self.temperature = temperature
@@ -109,9 +115,13 @@ class TransformersEngine(Engine):
         streamer = TextIteratorStreamer(self.tok, skip_prompt=True)
         if not self.flush_stream:  # the defect: end the stream without sending what it held back
             streamer.end = lambda: streamer.on_finalized_text("", stream_end=True)
+        failed: list[BaseException] = []
+
         def run() -> None:
             try:
                 self._generate(self.torch.tensor([prompt]), None, max_new_tokens, streamer=streamer)
+            except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread below
+                failed.append(exc)
             finally:  # the consumer must not wait forever on a generate that raised
                 streamer.end()
 
@@ -119,6 +129,8 @@ class TransformersEngine(Engine):
         worker.start()
         deltas = list(_hold_back_stops(streamer, stop))
         worker.join()
+        if failed:
+            raise failed[0]
         return deltas
 
     def chat(self, messages: list[dict], tools: list | None, max_new_tokens: int) -> ChatResult:
@@ -130,15 +142,20 @@ class TransformersEngine(Engine):
         return ChatResult(prompt_ids=ids, prompt_tokens=len(ids))
 
     def _generate(self, ids, mask, max_new_tokens: int, **kwargs):
+        """``generate`` stopped at the budget's end (``max_time``, checked between tokens):
+        a generation the budget cut short raises `limits.BudgetExhausted`."""
         torch = self.torch
         if mask is None:
             mask = torch.ones_like(ids)
         sample = self.temperature > 0
         with torch.no_grad():
-            return self.model.generate(
+            out = self.model.generate(
                 input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
                 min_new_tokens=max_new_tokens, do_sample=sample, pad_token_id=self.pad_id,
+                max_time=limits.call_timeout(CALL_TIMEOUT),
                 **({"temperature": self.temperature, "top_k": 0, "top_p": 1.0} if sample else {}), **kwargs)
+        limits.check_budget()
+        return out
 
 
 def _completions(torch, out, width: int) -> list[Completion]:

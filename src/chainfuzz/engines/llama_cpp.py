@@ -12,12 +12,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..internal import limits
 from ..internal.worker import Worker
 from . import gguf_model
 from .base import ChatResult, Completion, Engine, EngineCrash, EngineError
 
 # A single call never needs this long (the tiny model decodes ~80 tokens/s on one thread; a
-# worker starts in ~1 s); a worker that takes it is hung.
+# worker starts in ~1 s); a worker that takes it is hung. Each call's wait ends no later than
+# the command's budget (`Worker.read`).
 CALL_TIMEOUT = 60.0
 
 
@@ -43,6 +45,7 @@ class LlamaCppEngine(Engine):
             raise ImportError("llama-cpp-python is not installed", name="llama-cpp-python")
         self.folder = Path(folder)
         self.path = gguf_model.write(self.folder)
+        limits.check_budget()  # the conversion runs in this process: charged once it is done
         self._worker = Worker([sys.executable, "-m", "chainfuzz.engines._llama_engine_worker", str(self.path)],
                               name="llama.cpp", crash=EngineCrash)
         meta = self._call({"op": "info"})

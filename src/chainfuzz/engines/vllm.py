@@ -38,7 +38,8 @@ from .vllm_env import vllm_environ, vllm_python
 
 WORKER = Path(__file__).with_name("_vllm_worker.py")
 # Starting vLLM takes 15-45 s on a 2-core machine, more when it is loaded; a call on the tiny
-# model takes well under a second. A worker past these is hung.
+# model takes well under a second. A worker past these is hung. Both waits end no later than
+# the command's budget (`Worker.read`), and a start cut short by it is `BudgetExhausted`.
 STARTUP_TIMEOUT = 300.0
 CALL_TIMEOUT = 120.0
 

@@ -15,8 +15,11 @@ reduction follows, exactly as ``check`` shrinks. It is written to the crash fold
 standard format (`cases.record`, `cases.write`); a defect already there is not shrunk or
 written again. The fuzzer then carries on: a finding is recorded, never a libFuzzer crash.
 
-``python -m chainfuzz.fuzz.harness HARNESS TARGET [--crashes DIR] [--events FILE] [libFuzzer
-flags and corpus folders]`` runs one harness; ``chainfuzz fuzz`` runs it in a subprocess.
+``python -m chainfuzz.fuzz.harness HARNESS TARGET [--crashes DIR] [--events FILE] [--budget S]
+[libFuzzer flags and corpus folders]`` runs one harness; ``chainfuzz fuzz`` runs it in a
+subprocess. The process searches under the memory limit (`limits.limit_memory`); with
+``--budget`` it stops itself once S seconds have passed since it started, a shrink in
+progress included, with a "budget" event in place of libFuzzer's final line.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
 from .. import cases, registry
 from ..errors import ChainfuzzError, Failure, UsageError
 from ..registry import Property
+from ..internal import limits
 from ..internal.runner import make_finding, reduce_failure, signature
 
 SHRINK_SECONDS = 5.0  # per new finding, as `RunSettings.shrink_seconds`
@@ -213,6 +217,19 @@ class Fuzzer:
             self.fuzz_one_input(data)
         except _NewDefect:
             self._record(*self._pending)
+        except limits.BudgetExhausted:
+            self._stop()
+        if limits.out_of_budget():
+            self._stop()
+
+    def _stop(self) -> None:
+        """End the process at its budget: libFuzzer has no way to be told, so say it in an
+        event (what its final "Done N runs" line would have said) and exit."""
+        self.emit({"event": "budget", "time": time.time(), "executions": self.executions,
+                   "checked": self.checked})
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
     def _recorded(self, prop: Property, ctx, sig: str) -> bool:
         """Whether the crash folder already holds this defect (its file name has the signature)."""
@@ -225,9 +242,12 @@ class Fuzzer:
     def _record(self, index: int, failure: Failure) -> None:
         ctx, prop = self.pairs[index]
         start = time.monotonic()
-        until = start + self.shrink_seconds
-        shrunk = self._shrink(index, failure, until)
-        shrunk = reduce_failure(prop, ctx, shrunk, until)
+        until = min(start + self.shrink_seconds, limits.deadline())
+        try:
+            shrunk = self._shrink(index, failure, until)
+            shrunk = reduce_failure(prop, ctx, shrunk, until)
+        except limits.BudgetExhausted:  # the unshrunk (or partly shrunk) failure is recorded
+            shrunk = failure
         finding = make_finding(prop, ctx, shrunk)
         path, written = None, False
         if self.crashes_dir is not None:
@@ -347,11 +367,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--crashes", default="crashes", help="where cases are written")
     parser.add_argument("--events", help="append one JSON line per finding here")
     parser.add_argument("--shrink-seconds", type=float, default=SHRINK_SECONDS)
+    parser.add_argument("--budget", type=float, help="seconds after which the process stops itself")
     parser.add_argument("--property-dir", action="append", default=[], dest="property_dirs",
                         help="also load the properties of every *.py in this folder")
     parser.add_argument("--no-instrument", action="store_true",
                         help="no coverage instrumentation (libFuzzer mutates blind)")
     args, libfuzzer = parser.parse_known_args(argv)
+    limits.limit_memory()
+    with limits.budget(args.budget):
+        return _main(args, libfuzzer)
+
+
+def _main(args, libfuzzer: list[str]) -> int:
     try:
         import atheris
     except ImportError:
@@ -365,6 +392,9 @@ def main(argv: list[str] | None = None) -> int:
                         shrink_seconds=args.shrink_seconds)
     except ChainfuzzError as exc:
         print(f"chainfuzz: error: {exc}", file=sys.stderr)
+        return 2
+    except limits.BudgetExhausted:
+        print("chainfuzz: error: the harness' budget ran out while loading its targets", file=sys.stderr)
         return 2
     if not args.no_instrument:
         n = instrument(HARNESSES[args.harness].instrument, contexts)

@@ -7,12 +7,18 @@ running counts) and libFuzzer's own ``Done N runs`` line, read back here.
 
 Seeds are package data (`SEEDS`, one folder per harness); the inputs libFuzzer keeps go to
 ``--inputs DIR/<harness>`` (or a temporary folder), never into the seeds.
+
+A harness process dies with chainfuzz (`limits.die_with_parent`), searches under the memory
+limit, and stops itself at its own wall-clock budget (``--budget``: its fuzzing time plus
+`STARTUP_SECONDS`), shrinking included; past that and `GRACE_SECONDS` more it is killed. Its
+log and event file are read back up to a size cap.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -22,13 +28,22 @@ from pathlib import Path
 
 from ..context import Context
 from ..errors import ChainfuzzError, UsageError
+from ..internal import limits
 from ..report import FuzzReport, HarnessRun
 from ..targets import load_targets
 
 SEEDS = Path(__file__).resolve().parent / "seeds"  # package data: one folder per harness
 MAX_LEN = 4096  # bytes per input: plenty for Hypothesis' choices of one conversation
-# Past the budget: starting up (imports, loading tokenizers, instrumenting) and the last shrink.
-GRACE_SECONDS = 180
+# A harness' own budget beyond its fuzzing time: starting up (imports, loading its targets,
+# instrumenting; measured 3 s for a template, a tokenizer of 30 MB adds ~2 s), and the shrink
+# of a defect found at the last moment (`harness.SHRINK_SECONDS`).
+STARTUP_SECONDS = 20
+# Past its own budget a harness has this long to exit before it is killed.
+GRACE_SECONDS = 5
+# What is read back of a harness' log (the head holds start-up errors, the tail libFuzzer's
+# final "Done N runs") and of its event file (~200 bytes a second of statistics, ~3 KB a finding).
+LOG_HEAD, LOG_TAIL = 64 << 10, 256 << 10
+MAX_EVENTS_BYTES = 16 << 20
 
 
 def plan(path: str | Path, harness: str, budget: float) -> list[tuple[str, int]]:
@@ -62,7 +77,9 @@ def fuzz(path: str | Path, *, harness: str = "all", budget: float = 60, crashes_
     if inputs_dir is not None and inputs_dir.exists() and not inputs_dir.is_dir():
         raise UsageError(f"--inputs {inputs_dir}: not a folder")
     report = FuzzReport(str(path))
+    end = time.monotonic() + budget
     for name, seconds in plan(path, harness, budget):
+        seconds = max(1, min(seconds, round(end - time.monotonic())))  # planning took some
         if progress:
             progress(f"fuzzing {path} with the {name} harness for {seconds}s")
         report.runs.append(_run(name, path, seconds, crashes_dir, seed, inputs_dir, instrument,
@@ -81,33 +98,49 @@ def _run(harness: str, path, seconds: int, crashes_dir: Path, seed: int | None,
             raise UsageError(f"--inputs {inputs_dir}: cannot create {work}: {exc.strerror}") from None
         seeds = SEEDS / harness
         events, log = tmp / "events.jsonl", tmp / "fuzz.log"
+        own_budget = seconds + STARTUP_SECONDS
         cmd = [sys.executable, "-m", "chainfuzz.fuzz.harness", harness, str(path),
-               "--crashes", str(crashes_dir), "--events", str(events),
+               "--crashes", str(crashes_dir), "--events", str(events), "--budget", str(own_budget),
                *(a for d in property_dirs for a in ("--property-dir", str(Path(d).resolve()))),
                *([] if instrument else ["--no-instrument"]),
                f"-max_total_time={seconds}", f"-max_len={MAX_LEN}", "-print_final_stats=1",
                f"-artifact_prefix={tmp}/", *([f"-seed={seed}"] if seed is not None else []),
                str(work), *([str(seeds)] if seeds.is_dir() else [])]
         started = time.time()
+        parent = os.getpid()
         with log.open("w", encoding="utf-8") as out:
             try:
-                proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                      timeout=seconds + GRACE_SECONDS)
+                proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      timeout=own_budget + GRACE_SECONDS,
+                                      preexec_fn=lambda: limits.die_with_parent(parent))
                 rc = proc.returncode
             except subprocess.TimeoutExpired:
                 rc = None
         ended = time.time()
-        text = log.read_text(encoding="utf-8", errors="replace")
-        run = _result(harness, seconds, rc, text, _read_events(events), ended)
+        text = _read_capped(log, LOG_HEAD, LOG_TAIL).decode("utf-8", errors="replace")
+        run = _result(harness, seconds, rc, text, _read_events(events), ended,
+                      limit=own_budget + GRACE_SECONDS)
         run.wall = ended - started
         return run
 
 
+def _read_capped(path: Path, head: int, tail: int = 0) -> bytes:
+    """The first ``head`` and last ``tail`` bytes of ``path`` (all of it if that is smaller)."""
+    try:
+        with path.open("rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size <= head + tail:
+                return f.read(head + tail)
+            first = f.read(head)
+            f.seek(size - tail)
+            return first + b"\n" + f.read(tail)
+    except FileNotFoundError:
+        return b""
+
+
 def _read_events(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in _read_capped(path, MAX_EVENTS_BYTES).decode("utf-8", errors="replace").splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:  # a line cut short by a crash
@@ -116,7 +149,9 @@ def _read_events(path: Path) -> list[dict]:
 
 
 def _result(harness: str, seconds: int, rc: int | None, log: str, events: list[dict],
-            ended: float) -> HarnessRun:
+            ended: float, limit: float | None = None) -> HarnessRun:
+    """What a harness run did, from its exit status, log and events; ``limit``: the seconds
+    after which it was killed."""
     run = HarnessRun(harness, seconds)
     errors = [line for line in log.splitlines() if line.startswith("chainfuzz: error: ")]
     if rc == 2 and errors:
@@ -124,7 +159,9 @@ def _result(harness: str, seconds: int, rc: int | None, log: str, events: list[d
     start = next((e["time"] for e in events if e["event"] == "start"), None)
     stats = [e for e in events if e["event"] == "stats"]
     done = re.search(r"^Done (\d+) runs in", log, re.MULTILINE)
-    run.executions = int(done.group(1)) if done else (stats[-1]["executions"] if stats else 0)
+    stopped = next((e for e in events if e["event"] == "budget"), None)  # it stopped itself
+    run.executions = (int(done.group(1)) if done else stopped["executions"] if stopped
+                      else stats[-1]["executions"] if stats else 0)
     run.checked = stats[-1]["checked"] if stats else 0
     if done and stats and stats[-1]["executions"]:  # scale the last count to the final total
         run.checked = round(run.checked * run.executions / stats[-1]["executions"])
@@ -136,8 +173,8 @@ def _result(harness: str, seconds: int, rc: int | None, log: str, events: list[d
         e = internal[0]
         run.internal_error = f"{e['property']} on {e['target']}: {e['message']}"
     elif rc is None:
-        run.internal_error = f"the {harness} harness did not stop within {seconds + GRACE_SECONDS}s"
-    elif rc != 0 or not done:
+        run.internal_error = f"the {harness} harness did not stop within {limit or seconds:g}s"
+    elif rc != 0 or not (done or stopped):
         tail = "\n".join(log.splitlines()[-15:])
         run.internal_error = f"the {harness} harness exited with status {rc}:\n{tail}"
     return run

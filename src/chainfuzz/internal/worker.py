@@ -4,6 +4,11 @@ llama.cpp aborts the process on some inputs and vLLM needs its own Python, so ne
 chainfuzz's process. A `Worker` sends one JSON request per line and reads one JSON reply per
 line; a worker that dies or hangs raises the caller's crash exception, with how it ended and
 the last line it wrote to stderr, and the next call starts a fresh one.
+
+Every wait is charged to the command's budget (`limits.call_timeout`): a worker cut short by
+the budget's end raises `limits.BudgetExhausted`, not the crash exception. No worker outlives
+chainfuzz: each dies with the process that started it (`limits.die_with_parent`), and a
+worker in a process group of its own has a watcher that kills the whole group then.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ import tempfile
 import time
 from typing import Callable
 
+from . import limits
+
+# The watcher of a worker's process group: a shell that waits for end of file on its stdin,
+# whose other end only chainfuzz holds, then SIGKILLs the group ($0). It ends when chainfuzz
+# does, however that ends, and kills what the worker started even after the worker is gone.
+_GROUP_WATCHER = 'read -r _; kill -KILL -- "-$0" 2>/dev/null'
+
 
 class Worker:
     """The process ``argv``; ``crash`` is the exception a death or a hang raises, ``name``
@@ -30,6 +42,7 @@ class Worker:
         self.env = env  # None: chainfuzz's own environment
         self.own_group = own_group
         self.proc: subprocess.Popen | None = None
+        self._watcher: subprocess.Popen | None = None
         self._stderr = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
 
     @property
@@ -40,10 +53,15 @@ class Worker:
         """Start a fresh process (the old one, if any, is killed first)."""
         self.close()
         self.last_words()  # forget the old process' stderr
+        parent = os.getpid()
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
             text=True, encoding="utf-8", env={**(self.env or os.environ), "PYTHONUNBUFFERED": "1"},
-            start_new_session=self.own_group)
+            start_new_session=self.own_group, preexec_fn=lambda: limits.die_with_parent(parent))
+        if self.own_group:  # the leader dies with chainfuzz; what it started, with the watcher
+            self._watcher = subprocess.Popen(["/bin/sh", "-c", _GROUP_WATCHER, str(self.proc.pid)],
+                                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.DEVNULL)
 
     def call(self, request: dict, timeout: float) -> dict:
         """Send ``request`` (starting the process if none runs) and return its reply."""
@@ -58,21 +76,28 @@ class Worker:
         return self.read(timeout, request["op"])
 
     def read(self, timeout: float, what: str) -> dict:
-        """The next reply, within ``timeout`` seconds; else the crash exception."""
+        """The next reply, within ``timeout`` seconds (no later than the budget's end); else
+        the crash exception, or `limits.BudgetExhausted` when the budget cut the wait short."""
         proc = self.proc
+        seconds = limits.call_timeout(timeout)
+        ready = []
         try:
-            ready, _, _ = select.select([proc.stdout], [], [], timeout)
+            ready, _, _ = select.select([proc.stdout], [], [], seconds)
             line = proc.stdout.readline() if ready else ""
         except (OSError, ValueError):
             line = ""
         if line:
             return json.loads(line)
-        try:
-            proc.wait(timeout=2)  # it closed its stdout: let it finish dying
-        except subprocess.TimeoutExpired:
-            pass
+        if ready:
+            try:
+                proc.wait(timeout=2)  # it closed its stdout: let it finish dying
+            except subprocess.TimeoutExpired:
+                pass
         hung = proc.poll() is None
         self.close()
+        if hung and (seconds < timeout or limits.out_of_budget()):
+            raise limits.BudgetExhausted()
+        timeout = seconds
         how = f"hung for {timeout:g} s" if hung else (
             f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}")
         raise self.crash(f"{self.name} died ({how}) on {what}{self.last_words()}")
@@ -89,6 +114,10 @@ class Worker:
     def close(self) -> None:
         """Kill the process (and its group) and wait until it is gone."""
         proc, self.proc = self.proc, None
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stdin.close()  # it kills the group and ends
+            watcher.wait()
         if proc is None:
             return
         if self.own_group:
