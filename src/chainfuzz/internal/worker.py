@@ -28,7 +28,7 @@ from . import limits
 # The watcher of a worker's process group: a shell that waits for end of file on its stdin,
 # whose other end only chainfuzz holds, then SIGKILLs the group ($0). It ends when chainfuzz
 # does, however that ends, and kills what the worker started even after the worker is gone.
-_GROUP_WATCHER = 'read -r _; kill -KILL -- "-$0" 2>/dev/null'
+_GROUP_WATCHER = 'read -r _; kill -s KILL -- "-$0" 2>/dev/null'
 
 
 class Worker:
