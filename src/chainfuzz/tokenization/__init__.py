@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TargetError
-from ..internal import limits
+from ..internal import files, limits
 from ..internal.lazy import LazyTable
 from .base import Tokenizer, TokenizerCrash, TokenizerSource, native
 
@@ -68,6 +68,8 @@ def load(source: TokenizerSource) -> Loaded:
 def _load(source: TokenizerSource) -> Loaded | TargetError:
     from .formats import readers
 
+    if not Path(source.path).is_dir():  # a source from elsewhere (a case file): still a regular file
+        files.check_regular(source.path)
     loaded = Loaded()
     for reader in readers(source.format):
         if reader.needs and not (Path(source.path) / reader.needs).exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..internal import files
 from .base import Tokenizer, TokenizerSource
 
 _NORMAL, _UNKNOWN, _CONTROL, _USER_DEFINED = 1, 2, 3, 4
@@ -27,7 +28,7 @@ class SentencePieceTokenizer(Tokenizer):
 
         self.sp = spm.SentencePieceProcessor(model_file=str(path))
         proto = sentencepiece_model_pb2.ModelProto()
-        proto.ParseFromString(Path(path).read_bytes())
+        proto.ParseFromString(files.read_bytes(path, files.MODEL_BYTES))
         self.vocab_size = self.sp.get_piece_size()
         self.bos_id = _id_or_none(self.sp.bos_id())
         self.eos_id = _id_or_none(self.sp.eos_id())

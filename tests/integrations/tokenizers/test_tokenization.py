@@ -391,3 +391,29 @@ def test_a_tokenizer_without_a_backend_streams_with_offsets_only():
     assert set(streams) == {"offsets"}
     ids = tok.encode("naïve 😀")
     assert "".join(streams["offsets"](split(ids, [3]))) == "naïve 😀"
+
+
+def test_an_implementation_that_loads_too_slowly_is_not_run(tmp_path, monkeypatch):
+    """transformers' GGUF conversion of 300k tokens takes tens of seconds: under a 2 s load
+    limit it is cut short (SIGALRM reaches the Python conversion) and reported, not waited for."""
+    pytest.importorskip("torch")
+    gguf = pt.many_tokens_gguf(tmp_path, n=300_000)
+    monkeypatch.setattr(tokenization, "LOAD_SECONDS", 2.0)
+    source = load_target(gguf).tokenizer
+    try:
+        reason = tokenization.load(source).unavailable["hf"]
+    except TargetError as exc:  # llama.cpp too may take longer than 2 s on a loaded machine
+        reason = str(exc)
+    assert "took longer than 2s to load" in reason, reason
+
+
+def test_a_panic_is_a_tokenizer_crash_and_stays_off_the_terminal(tmp_path, capfd):
+    """tokenizers' PanicException (a BaseException) becomes TokenizerCrash; Rust's own panic
+    message does not reach stderr, while a call that does not panic leaves stderr alone."""
+    folder = pt.strip_panic(tmp_path / "strip")
+    tok = tokenization.load(load_target(folder).tokenizer).impls[0]
+    ids = tok.encode("a b")
+    with pytest.raises(TokenizerCrash, match="panicked on decode: index out of bounds"):
+        tok.decode(ids)
+    assert tok.decode(tok.encode("ab")) == "ab"
+    assert "panicked" not in capfd.readouterr().err
