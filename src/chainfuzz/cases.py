@@ -67,6 +67,7 @@ def record(finding: Finding, ctx, crashes_dir: Path) -> dict:
         "observed": finding.observed,
         "expected": finding.expected,
         "rendered": finding.rendered,
+        "reproduced": finding.reproduced,
         "versions": {**core_versions(), **row.versions(ctx)},
         "found": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
     }

@@ -48,10 +48,13 @@ def template_chain(ctx, tok: Tokenizer) -> Chain:
 def mistral_chain(tok) -> Chain:
     """mistral-common's reference encoding of a chat request."""
     from .errors import Skip
+    from .tokenization.base import TokenizerCrash
 
     def encode(messages: list, tools: list | None) -> list[int]:
         try:
             return tok.encode_chat(messages, tools)
+        except TokenizerCrash:
+            raise  # a crash (a panic in tiktoken) is a finding, not a refusal
         except Exception as exc:  # noqa: BLE001 - its validation refuses the request
             raise Skip(f"mistral-common refuses the request: {type(exc).__name__}") from None
 

@@ -21,6 +21,7 @@ from typing import Iterator
 
 from . import report
 from .errors import ChainfuzzError, UsageError
+from .internal import limits
 from .internal.text import dumps_json, escape_surrogates, printable
 
 ERROR_LIMIT = 500  # characters of an error line; a template's exception text can be 100 MB
@@ -51,12 +52,32 @@ def _positive(kind):
     return parse
 
 
+def _memory_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--memory-limit", metavar="MIB", type=_positive(int),
+                   help="the data-segment limit of each process that renders (default "
+                        f"{limits.DEFAULT_MEMORY >> 20} MiB, plus three times the size of a model "
+                        "folder's weights when transformers runs it in-process); a template past "
+                        "it is a MemoryLimit finding")
+
+
+def _limit_memory(args, path: str | None) -> None:
+    """Put this process, which renders untrusted templates, under its memory limit."""
+    if args.memory_limit:
+        limits.limit_memory(args.memory_limit << 20)
+        return
+    weights = 0
+    if path and Path(path).is_dir():  # transformers loads a model folder's weights in-process
+        weights = sum(f.stat().st_size for f in Path(path).glob("*.safetensors") if f.is_file())
+    limits.limit_memory(limits.DEFAULT_MEMORY + 3 * weights)
+
+
 def _search_flags(p: argparse.ArgumentParser, *, crashes_default: str, budget: float | None = None,
                   max_examples: int = 100) -> None:
     p.add_argument("--json", metavar="FILE", help="write the machine-readable report here")
     p.add_argument("--budget", metavar="SECONDS", type=_positive(float), default=budget,
                    help="wall-clock budget for the whole run, shared by all properties"
                    + (f" (default {budget:g})" if budget else ""))
+    _memory_flag(p)
     p.add_argument("--max-examples", metavar="N", type=_positive(int), default=max_examples,
                    help=f"examples per property (default {max_examples})")
     p.add_argument("--seed", metavar="N", type=int, help="seed for a reproducible run")
@@ -115,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("replay", help="re-run recorded cases: which still fail, which are fixed")
     p.add_argument("paths", metavar="PATH", nargs="*", default=["crashes"])
+    _memory_flag(p)
     _property_dir_flag(p)
 
     p = sub.add_parser("fetch", help="download real templates and tokenizers into the cache")
@@ -199,6 +221,7 @@ def _progress(line: str) -> None:
 def _cmd_check(args) -> int:
     from .checker import check
 
+    _limit_memory(args, args.path)
     result = check(args.path, property_ids=args.properties, run=_run_settings(args),
                    total_budget=args.budget, crashes_dir=Path(args.crashes), progress=_progress,
                    engines=tuple(args.engines or ("transformers",)))
@@ -246,6 +269,7 @@ def _cmd_fuzz(args) -> int:
 def _cmd_replay(args) -> int:
     from .replayer import replay_all
 
+    _limit_memory(args, None)
     result = replay_all([Path(p) for p in args.paths], on_outcome=lambda o: o.write_human(sys.stdout),
                         on_touch=lambda path, touches: report.write_touches(path, touches, sys.stdout))
     result.write_summary(sys.stdout)

@@ -131,7 +131,7 @@ class PropertyResult:
 
 def signature(prop_id: str, target_name: str, key: str) -> str:
     """Short stable id of a defect: the same defect of the same target gets the same one."""
-    digest = hashlib.sha256(f"{prop_id}\0{target_name}\0{key}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{prop_id}\0{target_name}\0{key}".encode("utf-8", "surrogatepass")).hexdigest()
     return digest[:12]
 
 

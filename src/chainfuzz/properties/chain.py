@@ -76,7 +76,7 @@ def no_role_injection(ctx, case):
 
 
 def _count(chain, case: dict) -> int:
-    ids = chain.encode(case["messages"], case.get("tools"))
+    ids = call(chain.tokenizer, "encode", chain.encode, case["messages"], case.get("tools"))
     control = chain.control_ids
     return sum(i in control for i in ids)
 
@@ -93,8 +93,8 @@ def _fixes(ctx, chain, case: dict, clean: dict) -> str:
     def count(ids):
         return sum(i in control for i in ids)
 
-    split = count(tok.encode(prompt, add_special=True, parse_special=False))
-    template_own = count(tok.encode(clean_prompt, add_special=True, parse_special=True))
+    split = count(call(tok, "encode", tok.encode, prompt, add_special=True, parse_special=False))
+    template_own = count(call(tok, "encode", tok.encode, clean_prompt, add_special=True, parse_special=True))
     if tok.impl == "hf":
         notes.append("split_special_tokens=True " + (
             "prevents it" if split == template_own else

@@ -208,7 +208,7 @@ def impls_agree(ctx, case):
                           observed={other.impl: ids}, expected={ref.impl: ref_ids})
         if any(i >= other.vocab_size for i in ids):
             continue
-        a, b = ref.decode(ids), call(other, "decode", other.decode, ids)
+        a, b = call(ref, "decode", ref.decode, ids), call(other, "decode", other.decode, ids)
         if a != b:
             raise Failure(f"{pair}: the same ids decode to different text", key=f"{pair}:decode",
                           observed={other.impl: b}, expected={ref.impl: a})
