@@ -44,9 +44,10 @@ NOT_RUN = "not run: the sweep's budget ran out first"
 def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None = None,
           run: RunSettings | None = None, total_budget: float | None = None,
           crashes_dir: Path | None = Path("crashes"), jobs: int | None = None,
-          limit: int | None = None, tokenizers: bool = False, progress=None) -> SweepReport:
+          limit: int | None = None, tokenizers: bool = False, progress=None,
+          memory_limit: int | None = limits.DEFAULT_MEMORY) -> SweepReport:
     """Check every template (or tokenizer) of ``corpus_name``; ``total_budget`` is wall-clock
-    seconds for all."""
+    seconds for all; ``memory_limit`` the data-segment bytes of each row's process."""
     run = run or SWEEP_SETTINGS
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
     kinds = {"tokenizer", "chain"} if tokenizers else {"template"}
@@ -58,7 +59,7 @@ def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None =
     jobs = jobs or os.cpu_count() or 1
     per_template = total_budget * jobs / max(1, len(paths)) if total_budget else None
     settings = dataclasses.replace(run, budget=None, seed=seed)
-    tasks = [(str(p), props, settings, per_template, crashes_dir) for p in paths]
+    tasks = [(str(p), props, settings, per_template, crashes_dir, memory_limit) for p in paths]
     report = SweepReport(corpus_name, seed, props)
     start = time.monotonic()
     limit_s = _task_limit(per_template, settings, len(props))
@@ -140,11 +141,11 @@ def _collect(proc, task, receive) -> Row:
 def _child(task, send, parent: int) -> None:
     """A row's process: it dies with the sweep and searches under the memory limit."""
     limits.die_with_parent(parent)
-    limits.limit_memory()
+    limits.limit_memory(task[5] if len(task) > 5 else limits.DEFAULT_MEMORY)
     try:
         row = _check_one(task)
     except MemoryError:
-        row = Row(_row_name(task[0]), error=f"ran out of memory (limit {limits.DEFAULT_MEMORY >> 20} MiB)")
+        row = Row(_row_name(task[0]), error="ran out of memory (the row's memory limit)")
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
         os._exit(130)
     except Exception as exc:  # a bug in chainfuzz: the row says so, the sweep goes on
@@ -154,7 +155,7 @@ def _child(task, send, parent: int) -> None:
 
 
 def _check_one(task) -> Row:
-    path, props, settings, budget, crashes_dir = task
+    path, props, settings, budget, crashes_dir = task[:5]
     row = Row(_row_name(path))
     try:
         result = check(path, property_ids=props, run=settings, total_budget=budget,

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import ChainfuzzError
+from ..internal import limits
 from ..internal.worker import kill_group
 
 HOST = "127.0.0.1"
@@ -132,9 +133,11 @@ def _serve(what: str, argv: list[str], env: dict, port: int, log: Path | None,
         log = Path(name)
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as out:
+    parent = os.getpid()
+    with open(log, "wb") as out:  # its own group, to kill them all; it dies with its starter
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   env=env, start_new_session=True)  # its own group: kill them all
+                                   env=env, start_new_session=True,
+                                   preexec_fn=lambda: limits.die_with_parent(parent))
     url = ServerURL(f"http://{HOST}:{port}/v1")
     url.process, url.log = process, log
     try:
