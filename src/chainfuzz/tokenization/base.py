@@ -20,6 +20,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
+from ..internal.limits import is_native_panic
+
 # Added tokens that are not marked special but still act as control tokens when they match
 # in text: chat markers in the <|...|>, <｜...｜>, [INST] and <start_of_turn> shapes.
 _CONTROL_SHAPE = re.compile(r"^(<\|.+\|>|<｜.+｜>|\[/?[A-Z_]{2,}\]|<(start|end)_of_[a-z_]+>|</?s>)$")
@@ -45,12 +47,6 @@ MULTIBYTE_PROBE = (
     "ệ你好世界😀🎉👨‍👩‍👧ñ€Ωж日本語한국어ไทยअआ∑∫≈𝔘𝔫𝔦𝔠🦙🤖ꙮ㐀𠀀𪜀\ue000ᚠ"
     "ⓐ⑴∰⟁⥈🜁𓀀𒀀𐍈"
 )
-
-
-def is_panic(exc: BaseException) -> bool:
-    """Whether ``exc`` is a Rust panic surfacing through pyo3 (``pyo3_runtime.PanicException``,
-    a BaseException that passes every ``except Exception``), from tokenizers or tiktoken."""
-    return type(exc).__name__ == "PanicException"
 
 
 class _Stderr:
@@ -113,7 +109,7 @@ def native(what: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        if not is_panic(exc):
+        if not is_native_panic(exc):
             raise
         panicked = True
         text = str(exc).strip().splitlines()
