@@ -33,3 +33,18 @@ def test_a_crashed_template_shows_as_not_applicable_in_the_table():
     report = SweepReport("c", 0, ["template.renders"],
                                rows=[Row("t", error="the checking process died (exit code 3)")])
     assert "| t | n/a |" in report.markdown()
+
+
+def test_the_sweep_deadline_kills_overrunning_rows_and_starts_no_more(monkeypatch):
+    def fake_check(task):
+        if task[0] == "hangs":
+            time.sleep(60)
+        return Row(task[0], seconds=0.01)
+
+    monkeypatch.setattr(sweep, "_check_one", fake_check)
+    tasks = [(name, [], None, None, None) for name in ("hangs", "second", "third")]
+    start = time.monotonic()
+    rows = {r.name: r for r in sweep._run_isolated(tasks, jobs=1, limit_s=600, deadline=start + 1)}
+    assert time.monotonic() - start < 1 + sweep.GRACE_SECONDS + 3
+    assert rows["hangs"].error.startswith(f"killed {sweep.GRACE_SECONDS:g}s after the sweep's budget")
+    assert rows["second"].error == rows["third"].error == sweep.NOT_RUN
