@@ -239,7 +239,8 @@ def _cmd_sweep(args) -> int:
     run = dataclasses.replace(sweep.SWEEP_SETTINGS, max_examples=args.max_examples, seed=args.seed)
     result = sweep.sweep(args.corpus, property_ids=args.properties, run=run,
                          total_budget=args.budget, crashes_dir=Path(args.crashes), jobs=args.jobs,
-                         limit=args.limit, tokenizers=args.tokenizers, progress=_progress)
+                         limit=args.limit, tokenizers=args.tokenizers, progress=_progress,
+                         memory_limit=args.memory_limit << 20 if args.memory_limit else limits.DEFAULT_MEMORY)
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:

@@ -186,6 +186,7 @@ class Row:
     seconds: float = 0.0
     internal_errors: list[str] = field(default_factory=list)
     error: str | None = None  # the target could not be loaded or compiled
+    not_run: bool = False  # the sweep's budget ran out before this row started
 
     def count(self, prop: str, severity: str) -> int:
         return sum(f["property"] == prop and f["severity"] == severity for f in self.findings)
@@ -203,9 +204,12 @@ class SweepReport:
     def bad_input(self) -> str:
         """Why the sweep checked nothing ("" if it checked something): every target failed to
         load, so its table of ``n/a`` rows vouches for nothing."""
-        if self.rows and all(r.error for r in self.rows):
-            return f"none of the {len(self.rows)} target(s) could be checked (first: " \
-                   f"{self.rows[0].name}: {self.rows[0].error})"
+        ran = [r for r in self.rows if not r.not_run]
+        if self.rows and not ran:
+            return f"the budget ran out before any of the {len(self.rows)} target(s) was checked"
+        if ran and all(r.error for r in ran):
+            return f"none of the {len(ran)} target(s) could be checked (first: " \
+                   f"{ran[0].name}: {ran[0].error})"
         return ""
 
     @property
@@ -219,15 +223,18 @@ class SweepReport:
         return {"corpus": self.corpus, "seed": self.seed, "seconds": round(self.seconds, 1),
                 "templates": {r.name: {"findings": r.findings, "examples": r.examples,
                                        "seconds": round(r.seconds, 2), "error": r.error,
-                                       "internal_errors": r.internal_errors} for r in self.rows}}
+                                       "not_run": r.not_run, "internal_errors": r.internal_errors}
+                              for r in self.rows}}
 
     def markdown(self) -> str:
-        """Findings per target: ``2E 1W`` is two error and one warning findings, ``·`` none."""
+        """Findings per target: ``2E 1W`` is two error and one warning findings, ``·`` none,
+        ``n/a`` a target that could not be checked, ``–`` one the budget left unchecked."""
         short = [p.split(".", 1)[1] for p in self.properties]
         lines = ["| target | " + " | ".join(short) + " |", "|---" * (len(short) + 1) + "|"]
         for r in sorted(self.rows, key=lambda r: r.name.lower()):
-            if r.error:
-                lines.append(f"| {printable(r.name)} | " + " | ".join(["n/a"] * len(short)) + " |")
+            if r.error or r.not_run:
+                cell = "–" if r.not_run else "n/a"
+                lines.append(f"| {printable(r.name)} | " + " | ".join([cell] * len(short)) + " |")
                 continue
             cells = []
             for p in self.properties:
@@ -239,8 +246,10 @@ class SweepReport:
         n_err = sum(r.count(p, "error") for r in self.rows for p in self.properties)
         n_warn = sum(r.count(p, "warning") for r in self.rows for p in self.properties)
         lines.append("")
+        unchecked = sum(r.not_run for r in self.rows)
         lines.append(f"{len(self.rows)} targets, {n_err} error and {n_warn} warning findings, "
-                     f"{self.seconds:.0f}s wall time (seed {self.seed}).")
+                     f"{self.seconds:.0f}s wall time (seed {self.seed})."
+                     + (f" {unchecked} not run: the budget ran out first." if unchecked else ""))
         if self.bad_input:
             lines.append(f"Nothing checked: {printable(self.bad_input, SHOWN_LIMIT)}.")
         return "\n".join(lines) + "\n"

@@ -28,6 +28,7 @@ from . import corpus, registry
 from .checker import check
 from .errors import ChainfuzzError, UsageError
 from .internal import limits
+from .internal.text import clip
 from .internal.runner import RunSettings
 from .report import Row, SweepReport
 
@@ -38,7 +39,6 @@ SWEEP_SETTINGS = RunSettings(max_examples=25, max_findings=3, shrink_seconds=1.0
 # check honours its own budget (the same end) within a second or so; the rest is sending the
 # row and the process' exit.
 GRACE_SECONDS = 5.0
-NOT_RUN = "not run: the sweep's budget ran out first"
 
 
 def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None = None,
@@ -69,7 +69,8 @@ def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None =
         if progress:
             e = sum(f["severity"] == "error" for f in row.findings)
             w = len(row.findings) - e
-            summary = row.error or f"{e} errors, {w} warnings ({row.seconds:.1f}s)"
+            summary = ("not run: the budget ran out first" if row.not_run
+                       else row.error or f"{e} errors, {w} warnings ({row.seconds:.1f}s)")
             progress(f"[{i}/{len(tasks)}] {row.name}: {summary}")
     report.seconds = time.monotonic() - start
     return report
@@ -94,7 +95,7 @@ def _run_isolated(tasks: list, jobs: int, limit_s: float, deadline: float = math
         while pending and len(running) < jobs:
             if time.monotonic() >= deadline:
                 for task in pending:
-                    yield Row(_row_name(task[0]), error=NOT_RUN)
+                    yield Row(_row_name(task[0]), not_run=True)
                 pending = []
                 break
             task = pending.pop(0)
@@ -149,7 +150,7 @@ def _child(task, send, parent: int) -> None:
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the parent reports it
         os._exit(130)
     except Exception as exc:  # a bug in chainfuzz: the row says so, the sweep goes on
-        row = Row(_row_name(task[0]), internal_errors=[f"{type(exc).__name__}: {limits.clip(str(exc), 300)}"])
+        row = Row(_row_name(task[0]), internal_errors=[f"{type(exc).__name__}: {clip(str(exc), 300)}"])
     send.send(row)
     send.close()
 
