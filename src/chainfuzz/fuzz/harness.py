@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
-import json
 import os
 import sys
 import time
@@ -47,7 +46,8 @@ from .. import cases, registry
 from ..errors import ChainfuzzError, Failure, UsageError
 from ..registry import Property
 from ..internal import limits
-from ..internal.runner import make_finding, reduce_failure, signature
+from ..internal.runner import make_finding, recheck, reduce_failure, signature
+from ..internal.text import dumps_json
 
 SHRINK_SECONDS = 5.0  # per new finding, as `RunSettings.shrink_seconds`
 STATS_INTERVAL = 0.5  # seconds between "stats" events
@@ -248,7 +248,7 @@ class Fuzzer:
             shrunk = reduce_failure(prop, ctx, shrunk, until)
         except limits.BudgetExhausted:  # the unshrunk (or partly shrunk) failure is recorded
             shrunk = failure
-        finding = make_finding(prop, ctx, shrunk)
+        finding = make_finding(prop, ctx, shrunk, reproduced=recheck(prop, ctx, shrunk))
         path, written = None, False
         if self.crashes_dir is not None:
             path, written = cases.write(cases.record(finding, ctx, self.crashes_dir),
@@ -340,7 +340,7 @@ def _events(path: str | None) -> Callable[[dict], None]:
     out = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the process's life
 
     def emit(event: dict) -> None:
-        out.write(json.dumps(event, ensure_ascii=False) + "\n")
+        out.write(dumps_json(event, indent=None) + "\n")  # a lone surrogate in a message too
         out.flush()
 
     return emit
