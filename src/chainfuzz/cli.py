@@ -66,8 +66,9 @@ def _limit_memory(args, path: str | None) -> None:
         limits.limit_memory(args.memory_limit << 20)
         return
     weights = 0
-    if path and Path(path).is_dir():  # transformers loads a model folder's weights in-process
-        weights = sum(f.stat().st_size for f in Path(path).glob("*.safetensors") if f.is_file())
+    with contextlib.suppress(OSError):  # an unreadable path is the loader's to report
+        if path and Path(path).is_dir():  # transformers loads a model folder's weights in-process
+            weights = sum(f.stat().st_size for f in Path(path).glob("*.safetensors") if f.is_file())
     limits.limit_memory(limits.DEFAULT_MEMORY + 3 * weights)
 
 
@@ -332,9 +333,9 @@ def _check_engine(spec: str) -> None:
     (checked on every target, a template's too, where no engine would ever open it)."""
     from urllib.parse import urlsplit
 
-    from .engines import AVAILABLE_ENGINES, engine_help
+    from .engines import AVAILABLE_ENGINES, engine_help, engine_row
 
-    row = spec.split("://", 1)[0] if "://" in spec else spec
+    row = engine_row(spec)
     if row not in AVAILABLE_ENGINES:
         raise UsageError(f"--engine {spec}: unknown engine (known: {engine_help()})")
     if "://" in spec:

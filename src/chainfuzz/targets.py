@@ -81,8 +81,12 @@ class Target:
 def load_targets(path: str | Path) -> list[Target]:
     """Every target at ``path``: one per named template in a model folder or GGUF file."""
     p = Path(path)
-    if not p.exists():
-        raise TargetError(f"{path}: no such file or directory")
+    try:
+        p.stat()
+    except FileNotFoundError:
+        raise TargetError(f"{path}: no such file or directory") from None
+    except OSError as exc:  # a name too long, a loop of links, a folder it may not enter
+        raise TargetError(f"{path}: cannot read: {exc.strerror}") from None
     if p.is_dir():
         if any((p / f).exists() for f in _HF_FOLDER_FILES):
             return _load_hf_folder(p)

@@ -218,6 +218,17 @@ def test_tokenizer_json_added_token_of_the_wrong_type(hostile, tmp_path):
     assert "tokenizer.json: added_tokens[0] must be an object" in r.err_lines[0], r.err
 
 
+@pytest.mark.parametrize("name,path", [
+    ("a name of 100,000 characters", "a" * 100_000),
+    ("a folder name past NAME_MAX", "/tmp/" + "a" * 300 + "/x.jinja"),
+])
+def test_paths_the_system_refuses_are_one_line(hostile, tmp_path, name, path):
+    """``stat`` raising ENAMETOOLONG was an internal error (exit 3)."""
+    r = hostile("6 bad input", f"path: {name}", "check", path, "--crashes", tmp_path / "crashes",
+                expect_rc=2)
+    assert "File name too long" in r.err_lines[0] or "no such file" in r.err_lines[0], r.err
+
+
 def test_named_templates_and_token_objects_still_load(tmp_path):
     """The clean twin: distinct names, tokens as strings and AddedToken objects, null tokens."""
     from chainfuzz.targets import load_targets

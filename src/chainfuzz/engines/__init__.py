@@ -28,11 +28,15 @@ AVAILABLE_ENGINES = LazyTable("engine", {
 }, group="chainfuzz.engines")
 
 
+def engine_row(spec: str) -> str:
+    """The row of `AVAILABLE_ENGINES` an ``--engine`` spec names: itself, or a URL's scheme."""
+    return spec.split("://", 1)[0] if "://" in spec else spec
+
+
 def open_engine(spec: str, folder: Path) -> Engine:
     """The engine ``spec`` names (a table row, or a URL whose scheme is one), running the
     model in ``folder``."""
-    row = spec.split("://", 1)[0] if "://" in spec else spec
-    return AVAILABLE_ENGINES.load(row).from_spec(spec, folder)
+    return AVAILABLE_ENGINES.load(engine_row(spec)).from_spec(spec, folder)
 
 
 def engine_help() -> str:
