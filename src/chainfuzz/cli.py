@@ -36,8 +36,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _error_line(what: str, text: object) -> None:
-    """The one line a refused or failed run prints: escaped and clipped, whatever ``text`` holds."""
-    print(f"chainfuzz: {what}: {printable(text, ERROR_LIMIT)}", file=sys.stderr, flush=True)
+    """The one line a refused or failed run prints: escaped and clipped (its end kept: the
+    reason follows the path), whatever ``text`` holds."""
+    print(f"chainfuzz: {what}: {printable(text, ERROR_LIMIT, tail=ERROR_LIMIT // 3)}", file=sys.stderr,
+          flush=True)
 
 
 def _positive(kind):

@@ -50,7 +50,7 @@ def dumps_json(value: object, *, indent: int | None = 2) -> str:
     return escape_surrogates(json.dumps(value, indent=indent, ensure_ascii=False))
 
 
-def printable(text: object, limit: int | None = None) -> str:
+def printable(text: object, limit: int | None = None, *, tail: int = 0) -> str:
     """``text`` (any value: ``str()`` of it) as one line a terminal shows as it is: control
     characters, DEL, C1, bidi controls, line separators and lone surrogates written as
     visible ``\\xNN`` / ``\\uNNNN`` escapes; longer than ``limit`` characters, cut with a note
@@ -58,15 +58,18 @@ def printable(text: object, limit: int | None = None) -> str:
     typed out; what matters is that nothing reaches the terminal raw."""
     text = text if isinstance(text, str) else str(text)
     if limit is not None:
-        text = clip(text, limit)
+        text = clip(text, limit, tail=tail)
     return _UNPRINTABLE.sub(_escape, text)
 
 
-def clip(text: str, limit: int = TEXT_LIMIT) -> str:
-    """``text`` cut to its first ``limit`` characters, saying how many were cut."""
+def clip(text: str, limit: int = TEXT_LIMIT, *, tail: int = 0) -> str:
+    """``text`` cut to ``limit`` characters, saying how many were cut: its first ones, and
+    with ``tail`` its last ``tail`` ones too (an error line's reason comes after the path)."""
     if len(text) <= limit:
         return text
-    return f"{text[:limit]} … [{len(text) - limit} characters cut]"
+    head = max(0, limit - tail)
+    end = f" …{text[len(text) - tail:]}" if tail else ""
+    return f"{text[:head]} … [{len(text) - head - tail} characters cut]{end}"
 
 
 def clip_value(value: object, limit: int = TEXT_LIMIT) -> object:
