@@ -69,8 +69,10 @@ class RenderError(Exception):
         return f"{self.exc_type}: {self.message}" if self.kind != "raised" else self.message
 
 
-class _Timeout(BaseException):
-    """Raised by the alarm handler; BaseException so templates' own handling cannot catch it."""
+class TimeLimitExceeded(BaseException):
+    """Raised by `time_limit`'s alarm; a BaseException so templates' own handling (and a
+    library's ``except Exception``) cannot catch it. Callers outside this module (tokenizer
+    loads) catch it to say what took too long."""
 
 
 class _OutputLimit(BaseException):
@@ -128,7 +130,7 @@ def frozen_clock(when: _dt.datetime):
 
 @contextlib.contextmanager
 def time_limit(seconds: float):
-    """Raise `_Timeout` in the main thread after ``seconds``; no limit elsewhere. Nothing
+    """Raise `TimeLimitExceeded` in the main thread after ``seconds``; no limit elsewhere. Nothing
     starts once the command's budget has run out (`chainfuzz.internal.limits.BudgetExhausted`),
     but a render started before keeps its own limit, so a budget shorter than the limit still
     finds a hang and overruns by at most one limit; with ``seconds`` 0 the budget's end is
@@ -138,7 +140,7 @@ def time_limit(seconds: float):
         yield
         return
     limits.check_budget()
-    wait, exc = (seconds, _Timeout) if seconds > 0 else (limits.remaining(), limits.BudgetExhausted)
+    wait, exc = (seconds, TimeLimitExceeded) if seconds > 0 else (limits.remaining(), limits.BudgetExhausted)
     outer_left, _ = signal.getitimer(signal.ITIMER_REAL)
     if wait == float("inf") or (outer_left and outer_left <= wait):
         yield  # no limit, or the outer one fires first
@@ -166,7 +168,7 @@ def limited(seconds: float):
     try:
         with time_limit(seconds):
             yield
-    except _Timeout:
+    except TimeLimitExceeded:
         raise RenderError("timeout", f"render took longer than {seconds:g}s", "Timeout") from None
 
 
@@ -212,7 +214,7 @@ class Renderer:
                     add_generation_prompt=add_generation_prompt,
                     **self.target.special_tokens,
                 )
-        except _Timeout:
+        except TimeLimitExceeded:
             self.timeouts_in_a_row += 1
             raise RenderError("timeout", f"render took longer than {seconds:g}s", "Timeout") from None
         except _OutputLimit:
@@ -245,7 +247,7 @@ def check_compiles(target: Target, seconds: float = DEFAULT_TIME_LIMIT) -> None:
     try:
         with time_limit(seconds):
             _tcu._compile_jinja_template(target.source)
-    except _Timeout:
+    except TimeLimitExceeded:
         raise TargetError(f"{where}: template did not compile within {seconds:g}s") from None
     except RecursionError:
         raise TargetError(f"{where}: template is nested too deeply to compile") from None

@@ -104,7 +104,7 @@ class _ProbeCrash(TokenizerCrash):
 def _load_one(impl: str, source: TokenizerSource) -> Tokenizer:
     """Open implementation ``impl`` on ``source`` and probe its vocabulary (what the search
     will ask of it first), within `LOAD_SECONDS` and the budget; a panic is a `TokenizerCrash`."""
-    from ..template.render import _Timeout, time_limit
+    from ..template.render import TimeLimitExceeded, time_limit
 
     seconds = limits.call_timeout(LOAD_SECONDS)
     tok = None
@@ -116,7 +116,7 @@ def _load_one(impl: str, source: TokenizerSource) -> Tokenizer:
             except TokenizerCrash as exc:
                 raise _ProbeCrash(str(exc)) from None
         return tok
-    except _Timeout:
+    except TimeLimitExceeded:
         if tok is not None:
             tok.close()
         if limits.out_of_budget():
