@@ -34,9 +34,10 @@ def test_a_memory_bomb_is_a_finding_within_the_memory_limit(hostile, write_templ
     tpl = write_template("bomb.jinja", source)
     r = hostile("3 memory", name, "check", tpl, *SEARCH, "--budget", "20",
                 "--crashes", tmp_path / "crashes", expect_rc=1, max_seconds=60)
-    [case] = r.cases()
-    assert case["key"].startswith(keys), case["key"]
-    assert (tmp_path / "crashes").stat().st_size < 10**6
+    found = r.cases()  # under load a slow render may also time out: then two findings
+    assert found and all(c["key"].startswith((*keys, "Timeout")) for c in found), found
+    assert any(c["key"].startswith(keys) for c in found), found
+    assert max(p.stat().st_size for p in (tmp_path / "crashes").iterdir()) < 10**5
 
 
 def test_a_huge_raise_exception_message_is_clipped(hostile, write_template, tmp_path):

@@ -147,7 +147,7 @@ def test_an_engine_without_the_capability_is_left_out_not_passed(tiny):
 # --- the CLI and replay ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("engine, says", [
-    ("bogus", "unknown engine 'bogus'"),
+    ("bogus", "--engine bogus: unknown engine"),
     ("http://127.0.0.1:9/v1", "127.0.0.1:9"),
 ])
 def test_an_engine_that_cannot_start_is_bad_input(cli, one_error_line, tiny, tmp_path, engine, says):

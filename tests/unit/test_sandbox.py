@@ -183,3 +183,28 @@ def test_the_issue_example_range_of_a_billion_is_a_renders_failure():
                           RunSettings(max_examples=10, seed=0, max_findings=1, shrink_seconds=0.5))
     assert [(f.severity, f.key.split(":")[0]) for f in result.findings] == [("error", "OverflowError")]
     assert time.monotonic() - start < 10
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed one
+def test_an_alarm_swallowed_by_a_gc_callback_fires_again():
+    """An exception raised while a gc callback runs is "unraisable" and lost (Hypothesis
+    installs such a callback): it is raised again, so the limit holds."""
+    import gc
+
+    from chainfuzz.template.render import TimeLimitExceeded, time_limit
+
+    def slow_callback(phase, info):  # the first collection spans the alarm's moment
+        while time.monotonic() - start < 0.6:
+            pass
+
+    start = time.monotonic()
+    gc.callbacks.append(slow_callback)
+    try:
+        with pytest.raises(TimeLimitExceeded):
+            with time_limit(0.3):
+                while time.monotonic() - start < 10:
+                    [[] for _ in range(1000)]  # tracked objects: collections run
+        assert time.monotonic() - start < 3
+    finally:
+        gc.callbacks.remove(slow_callback)
+    time.sleep(0.3)  # and nothing fires once the block is left
