@@ -259,3 +259,13 @@ def test_a_memory_bomb_row_meets_the_row_memory_limit(hostile, corpus, sources, 
     bomb = rows["bomb"]
     assert bomb["error"] or bomb["findings"], bomb
     assert rows["clean"]["error"] is None  # the twin row is checked
+
+
+@pytest.mark.parametrize("budget", [4, 10])
+def test_fuzz_keeps_its_budget(hostile, write_template, sources, tmp_path, budget):
+    """Each harness' share of ``--budget`` includes its start-up (~3 s) and the shrink of a
+    late finding; ``fuzz --budget 4`` once took 11 s, a harness was killed only 180 s late."""
+    pytest.importorskip("atheris")
+    tpl = write_template("nullcrash.jinja", sources.null_crash)
+    hostile("4 hangs", f"fuzz --budget {budget}", "fuzz", tpl, "--budget", str(budget),
+            "--crashes", tmp_path / "crashes", "--seed", "1", expect_rc=(0, 1), max_seconds=budget + 6)

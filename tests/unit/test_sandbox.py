@@ -185,7 +185,6 @@ def test_the_issue_example_range_of_a_billion_is_a_renders_failure():
     assert time.monotonic() - start < 10
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed one
 def test_an_alarm_swallowed_by_a_gc_callback_fires_again():
     """An exception raised while a gc callback runs is "unraisable" and lost (Hypothesis
     installs such a callback): it is raised again, so the limit holds."""

@@ -18,8 +18,10 @@ written again. The fuzzer then carries on: a finding is recorded, never a libFuz
 ``python -m chainfuzz.fuzz.harness HARNESS TARGET [--crashes DIR] [--events FILE] [--budget S]
 [libFuzzer flags and corpus folders]`` runs one harness; ``chainfuzz fuzz`` runs it in a
 subprocess. The process searches under the memory limit (`limits.limit_memory`); with
-``--budget`` it stops itself once S seconds have passed since it started, a shrink in
-progress included, with a "budget" event in place of libFuzzer's final line.
+``--budget`` it stops itself once S seconds have passed since it started, start-up and a
+shrink in progress included (libFuzzer's ``-max_total_time`` is what start-up left), with a
+"budget" event in place of libFuzzer's final line. A start-up slower than S still fuzzes
+`MIN_FUZZ_SECONDS`; one slower than S + `LOAD_GRACE_SECONDS` is an error.
 """
 
 from __future__ import annotations
@@ -50,6 +52,10 @@ from ..internal.runner import make_finding, recheck, reduce_failure, signature
 from ..internal.text import dumps_json
 
 SHRINK_SECONDS = 5.0  # per new finding, as `RunSettings.shrink_seconds`
+# Start-up (imports, loading, instrumenting) measured 3 s for a template; a tokenizer of 30 MB
+# adds ~2 s. A start-up that overruns the budget may take this much longer, then fuzzes this little.
+LOAD_GRACE_SECONDS = 20.0
+MIN_FUZZ_SECONDS = 1.0
 STATS_INTERVAL = 0.5  # seconds between "stats" events
 
 
@@ -374,33 +380,40 @@ def main(argv: list[str] | None = None) -> int:
                         help="no coverage instrumentation (libFuzzer mutates blind)")
     args, libfuzzer = parser.parse_known_args(argv)
     limits.limit_memory()
-    with limits.budget(args.budget):
-        return _main(args, libfuzzer)
+    return _main(args, libfuzzer, time.monotonic())
 
 
-def _main(args, libfuzzer: list[str]) -> int:
+def _main(args, libfuzzer: list[str], started: float) -> int:
     try:
         import atheris
     except ImportError:
         print("chainfuzz: error: atheris is not installed: pip install 'chainfuzz[fuzz]'",
               file=sys.stderr)
         return 2
+    load_budget = None if args.budget is None else args.budget + LOAD_GRACE_SECONDS
     try:
-        registry.load_properties(args.property_dirs)
-        contexts = load(args.harness, args.target)
-        fuzzer = Fuzzer(args.harness, contexts, Path(args.crashes), emit=_events(args.events),
-                        shrink_seconds=args.shrink_seconds)
+        with limits.budget(load_budget):
+            registry.load_properties(args.property_dirs)
+            contexts = load(args.harness, args.target)
+            fuzzer = Fuzzer(args.harness, contexts, Path(args.crashes), emit=_events(args.events),
+                            shrink_seconds=args.shrink_seconds)
+            if not args.no_instrument:
+                n = instrument(HARNESSES[args.harness].instrument, contexts)
+                print(f"INFO: chainfuzz instrumented {n} functions", file=sys.stderr)
     except ChainfuzzError as exc:
         print(f"chainfuzz: error: {exc}", file=sys.stderr)
         return 2
     except limits.BudgetExhausted:
         print("chainfuzz: error: the harness' budget ran out while loading its targets", file=sys.stderr)
         return 2
-    if not args.no_instrument:
-        n = instrument(HARNESSES[args.harness].instrument, contexts)
-        print(f"INFO: chainfuzz instrumented {n} functions", file=sys.stderr)
-    atheris.Setup([sys.argv[0], *libfuzzer], fuzzer.one_input)
-    atheris.Fuzz()  # exits the process when libFuzzer is done
+    fuzzing = None
+    if args.budget is not None:  # what start-up left of the budget, the shrink of a late find included
+        fuzzing = max(MIN_FUZZ_SECONDS, args.budget - (time.monotonic() - started))
+        libfuzzer = [a for a in libfuzzer if not a.startswith("-max_total_time=")]
+        libfuzzer.append(f"-max_total_time={max(1, int(fuzzing))}")
+    with limits.budget(fuzzing):
+        atheris.Setup([sys.argv[0], *libfuzzer], fuzzer.one_input)
+        atheris.Fuzz()  # exits the process when libFuzzer is done
     return 0
 
 

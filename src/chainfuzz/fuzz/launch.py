@@ -8,10 +8,11 @@ running counts) and libFuzzer's own ``Done N runs`` line, read back here.
 Seeds are package data (`SEEDS`, one folder per harness); the inputs libFuzzer keeps go to
 ``--inputs DIR/<harness>`` (or a temporary folder), never into the seeds.
 
-A harness process dies with chainfuzz (`limits.die_with_parent`), searches under the memory
-limit, and stops itself at its own wall-clock budget (``--budget``: its fuzzing time plus
-`STARTUP_SECONDS`), shrinking included; past that and `GRACE_SECONDS` more it is killed. Its
-log and event file are read back up to a size cap.
+``--budget`` is the command's wall-clock time: each harness gets an equal share of what is
+left when it starts, start-up included, and stops itself at its end (``harness --budget``),
+shrinking included; a harness still running `STARTUP_SECONDS` + `GRACE_SECONDS` past it is
+killed. A harness process dies with chainfuzz (`limits.die_with_parent`) and searches under
+the memory limit. Its log and event file are read back up to a size cap.
 """
 
 from __future__ import annotations
@@ -34,10 +35,9 @@ from ..targets import load_targets
 
 SEEDS = Path(__file__).resolve().parent / "seeds"  # package data: one folder per harness
 MAX_LEN = 4096  # bytes per input: plenty for Hypothesis' choices of one conversation
-# A harness' own budget beyond its fuzzing time: starting up (imports, loading its targets,
-# instrumenting; measured 3 s for a template, a tokenizer of 30 MB adds ~2 s), and the shrink
-# of a defect found at the last moment (`harness.SHRINK_SECONDS`).
-STARTUP_SECONDS = 20
+# How far past its share a harness may run before it is killed: a start-up slower than the
+# share (`harness.LOAD_GRACE_SECONDS`) and its minimum fuzzing time.
+STARTUP_SECONDS = 21
 # Past its own budget a harness has this long to exit before it is killed.
 GRACE_SECONDS = 5
 # What is read back of a harness' log (the head holds start-up errors, the tail libFuzzer's
@@ -78,8 +78,9 @@ def fuzz(path: str | Path, *, harness: str = "all", budget: float = 60, crashes_
         raise UsageError(f"--inputs {inputs_dir}: not a folder")
     report = FuzzReport(str(path))
     end = time.monotonic() + budget
-    for name, seconds in plan(path, harness, budget):
-        seconds = max(1, min(seconds, round(end - time.monotonic())))  # planning took some
+    harnesses = plan(path, harness, budget)
+    for i, (name, _) in enumerate(harnesses):  # what is left (planning took some), shared equally
+        seconds = max(1, round((end - time.monotonic()) / (len(harnesses) - i)))
         if progress:
             progress(f"fuzzing {path} with the {name} harness for {seconds}s")
         report.runs.append(_run(name, path, seconds, crashes_dir, seed, inputs_dir, instrument,
@@ -98,9 +99,9 @@ def _run(harness: str, path, seconds: int, crashes_dir: Path, seed: int | None,
             raise UsageError(f"--inputs {inputs_dir}: cannot create {work}: {exc.strerror}") from None
         seeds = SEEDS / harness
         events, log = tmp / "events.jsonl", tmp / "fuzz.log"
-        own_budget = seconds + STARTUP_SECONDS
+        own_budget = seconds + STARTUP_SECONDS  # when it is killed
         cmd = [sys.executable, "-m", "chainfuzz.fuzz.harness", harness, str(path),
-               "--crashes", str(crashes_dir), "--events", str(events), "--budget", str(own_budget),
+               "--crashes", str(crashes_dir), "--events", str(events), "--budget", str(seconds),
                *(a for d in property_dirs for a in ("--property-dir", str(Path(d).resolve()))),
                *([] if instrument else ["--no-instrument"]),
                f"-max_total_time={seconds}", f"-max_len={MAX_LEN}", "-print_final_stats=1",
