@@ -23,8 +23,9 @@ import pytest
 
 LOG = os.environ.get("CHAINFUZZ_HOSTILE_LOG")
 
-# What a contained run may cost: the CLI with transformers imported peaks at ~450 MiB here;
-# the default memory limit of a searching process adds its headroom on top.
+# What a contained run may cost: the default memory limit of a searching process (4096 MiB of
+# data segment) and the interpreter's code and libraries around it (a check of a clean
+# template peaks at ~80 MiB, measured).
 PEAK_MIB = 4600
 
 
@@ -60,34 +61,47 @@ class HostileRun:
         return out
 
 
+# Starts the CLI and reports its peak RSS. A process' ``ru_maxrss`` counts the memory of the
+# process it was forked from until its exec (a child of pytest starts at pytest's ~600 MiB),
+# so the CLI is forked from this small interpreter instead, which reaps it with ``wait4`` (the
+# largest RSS of the CLI and of every descendant it reaped) and writes it, with the CLI's wait
+# status, to the pipe named by its first argument.
+_LAUNCHER = """
+import os, sys
+fd, argv = int(sys.argv[1]), sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    os.close(fd)
+    os.execv(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+os.write(fd, f"{usage.ru_maxrss} {status}".encode())
+"""
+
+
 def _run(args, *, cwd: Path, timeout: float, env: dict | None, stdin=None) -> HostileRun:
-    """Run ``python -m chainfuzz ARGS`` and reap it with ``os.wait4``, whose ``ru_maxrss`` is
-    the largest RSS of the process and of every descendant it waited for (Linux, KiB)."""
-    argv = [sys.executable, "-m", "chainfuzz", *map(str, args)]
+    """Run ``python -m chainfuzz ARGS`` through `_LAUNCHER`; kill its whole session at ``timeout``."""
+    peak_read, peak_write = os.pipe()
+    argv = [sys.executable, "-S", "-c", _LAUNCHER, str(peak_write),
+            sys.executable, "-m", "chainfuzz", *map(str, args)]
     start = time.monotonic()
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL if stdin is None else stdin,
-                            env={**os.environ, "COLUMNS": "200", **(env or {})})
-    streams: dict[str, bytes] = {}
-    readers = [threading.Thread(target=lambda n=n, s=s: streams.__setitem__(n, s.read()))
-               for n, s in (("out", proc.stdout), ("err", proc.stderr))]
-    for t in readers:
-        t.start()
-    killer = threading.Timer(timeout, proc.kill)
+                            stdin=subprocess.DEVNULL if stdin is None else stdin, pass_fds=(peak_write,),
+                            start_new_session=True, env={**os.environ, "COLUMNS": "200", **(env or {})})
+    os.close(peak_write)
+    killer = threading.Timer(timeout, lambda: os.killpg(proc.pid, 9))
     killer.start()
     try:
-        _, status, usage = os.wait4(proc.pid, 0)
+        out, err = proc.communicate()
     finally:
         killer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - start
-    for t in readers:
-        t.join()
-    out, err = (streams[n].decode("utf-8", "replace") for n in ("out", "err"))
+    with os.fdopen(peak_read, "rb") as f:
+        peak_kib, status = map(int, (f.read() or b"0 9").split())  # nothing: the launcher was killed
+    rc = os.waitstatus_to_exitcode(status)
+    out, err = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     if seconds >= timeout:
         pytest.fail(f"chainfuzz {' '.join(map(str, args))} ran past {timeout:g}s\n{err[-2000:]}")
-    return HostileRun([str(a) for a in args], proc.returncode, out, err, seconds,
-                      usage.ru_maxrss / 1024, cwd)
+    return HostileRun([str(a) for a in args], rc, out, err, seconds, peak_kib / 1024, cwd)
 
 
 @pytest.fixture

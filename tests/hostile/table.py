@@ -18,10 +18,11 @@ def table(lines: list[dict]) -> str:
         by_class[rec["class"]].append(rec)
     out = ["| class | inputs | handled | exit codes | slowest | peak memory |",
            "|---|---:|---:|---|---:|---:|"]
-    for cls, recs in sorted(by_class.items()):
-        codes = ", ".join(str(c) for c in sorted({r["rc"] for r in recs}))
+    for cls, recs in sorted(by_class.items(), key=lambda kv: int(kv[0].split()[0])):
+        codes = ", ".join("killed by the test" if c == -9 else str(c) for c in sorted({r["rc"] for r in recs}))
+        peak = max(r["peak_mib"] for r in recs)  # 0: the test killed the CLI, nothing to reap
         out.append(f"| {cls} | {len(recs)} | {sum(r['ok'] for r in recs)} | {codes} | "
-                   f"{max(r['seconds'] for r in recs):.1f} s | {max(r['peak_mib'] for r in recs)} MiB |")
+                   f"{max(r['seconds'] for r in recs):.1f} s | {f'{peak} MiB' if peak else '–'} |")
     total = sum(len(r) for r in by_class.values())
     ok = sum(r["ok"] for recs in by_class.values() for r in recs)
     out.append(f"| **all** | {total} | {ok} | | | |")

@@ -30,7 +30,7 @@ def test_planted_defect_is_found_shrunk_recorded_once_and_replayed(cli, write_te
                                                                    tmp_path):
     tpl = write_template("nullcrash.jinja", sources.null_crash)
     found = tmp_path / "crashes"
-    r = cli("fuzz", tpl, "--harness", "template", "--budget", 8, "--crashes", found, "--seed", 1)
+    r = cli("fuzz", tpl, "--harness", "template", "--budget", 15, "--crashes", found, "--seed", 1)
     assert r.rc == 1, r.out + r.err
     assert "Traceback" not in r.err
     assert _executions(r.out) > 0
