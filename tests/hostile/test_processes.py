@@ -59,6 +59,12 @@ def _log(cls: str, name: str, rc: int, seconds: float, ok: bool, request) -> Non
                                 "peak_mib": 0, "ok": ok, "test": request.node.nodeid}) + "\n")
 
 
+def _folders(tmp_path: Path) -> tuple[Path, Path]:
+    """An empty current folder for the CLI, and where its crash folder goes."""
+    (tmp_path / "cwd").mkdir()
+    return tmp_path / "cwd", tmp_path / "crashes"
+
+
 def kill_parent_and_watch(args: list, *, cwd: Path, crashes: Path, wait_for, request, name: str,
                           env: dict | None = None, timeout: float = 120) -> None:
     """Start ``python -m chainfuzz ARGS``, wait until ``wait_for(descendant_pids)`` holds,
@@ -129,9 +135,7 @@ def corpus(tmp_path, monkeypatch, sources):
 
 def test_sweep_rows_die_with_the_sweep(corpus, sources, tmp_path, request):
     env = corpus({f"null-{i}": sources.null_crash for i in range(6)})
-    crashes = tmp_path / "crashes"
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
+    cwd, crashes = _folders(tmp_path)
     kill_parent_and_watch(["sweep", "--jobs", "2", "--budget", "300", "--max-examples", "100000",
                            "--crashes", crashes], cwd=cwd, crashes=crashes, env=env,
                           wait_for=lambda kids: len(kids) >= 2, request=request, name="sweep killed")
@@ -140,9 +144,7 @@ def test_sweep_rows_die_with_the_sweep(corpus, sources, tmp_path, request):
 def test_the_fuzz_harness_dies_with_fuzz(write_template, sources, tmp_path, request):
     pytest.importorskip("atheris")
     tpl = write_template("nullcrash.jinja", sources.null_crash)
-    crashes = tmp_path / "crashes"
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
+    cwd, crashes = _folders(tmp_path)
     kill_parent_and_watch(["fuzz", tpl, "--harness", "template", "--budget", "300", "--crashes", crashes],
                           cwd=cwd, crashes=crashes, wait_for=lambda kids: len(kids) >= 1,
                           request=request, name="fuzz killed")
@@ -150,9 +152,7 @@ def test_the_fuzz_harness_dies_with_fuzz(write_template, sources, tmp_path, requ
 
 def test_an_engine_worker_dies_with_check(tiny, tmp_path, request):
     pytest.importorskip("llama_cpp")
-    crashes = tmp_path / "crashes"
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
+    cwd, crashes = _folders(tmp_path)
     kill_parent_and_watch(["check", tiny, "--engine", "llama.cpp", "--budget", "300", "--crashes", crashes],
                           cwd=cwd, crashes=crashes, wait_for=lambda kids: len(kids) >= 1,
                           request=request, name="check with a llama.cpp worker killed")
