@@ -215,7 +215,7 @@ def make_finding(prop: Property, ctx, failure: Failure, *, reproduced: bool = Tr
     not fail again when re-checked (an intermittent defect, a machine under load) says so."""
     message = clip(failure.message)
     if not reproduced:
-        message += " (intermittent: the same input passed when checked again)"
+        message += " (intermittent: the same input did not fail this way when checked again)"
     return Finding(
         property=prop.id,
         severity=failure.severity or prop.severity,
