@@ -207,3 +207,33 @@ def test_an_alarm_swallowed_by_a_gc_callback_fires_again():
     finally:
         gc.callbacks.remove(slow_callback)
     time.sleep(0.3)  # and nothing fires once the block is left
+
+
+# --- re-checking a reproducer -----------------------------------------------------------------
+
+def _property(check) -> "registry.Property":
+    from hypothesis import strategies as st
+
+    return registry.Property(id="test.flaky", check=check, inputs=lambda ctx: st.just({"n": 1}),
+                             applies_to="template", severity="error", description="")
+
+
+@pytest.mark.parametrize("fails_every_time", [True, False])
+def test_a_finding_is_checked_again_before_it_is_recorded(fails_every_time):
+    """A failure that does not happen again on a fresh copy of its input is recorded, but as
+    intermittent (``reproduced`` false); a steady one is confirmed."""
+    import chainfuzz
+
+    calls = []
+
+    def check(ctx, case):
+        calls.append(case)
+        if fails_every_time or len(calls) == 1:
+            raise chainfuzz.Failure("boom", key="boom")
+
+    result = run_property(_property(check), Context(target("{{ 1 }}")),
+                          RunSettings(max_examples=1, seed=1, shrink_seconds=0.1))
+    [finding] = result.findings
+    assert finding.reproduced is fails_every_time
+    assert ("intermittent" in finding.message) is not fails_every_time
+    assert finding.severity == "error"
