@@ -129,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--harness", default="all",
                    help="template, tokenizer, stream, or all (default: every one that applies)")
     p.add_argument("--budget", metavar="SECONDS", type=_positive(float), required=True,
-                   help="fuzzing time, shared by the harnesses that run")
+                   help="wall-clock seconds for the whole run, shared by the harnesses that run "
+                        "(their start-up included)")
     p.add_argument("--crashes", metavar="DIR", default="crashes",
                    help="where minimal reproducers are written (default crashes)")
     p.add_argument("--inputs", metavar="DIR",
