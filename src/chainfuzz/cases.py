@@ -25,7 +25,7 @@ from .casefile import FORMAT, is_case
 from .errors import ChainfuzzError, TargetError, UsageError
 from .internal import files
 from .internal.runner import Finding
-from .internal.text import clip, clip_value, dumps_json, printable
+from .internal.text import clip, dumps_json, printable
 from .kinds import core_versions, kind
 
 __all__ = ["FORMAT", "UnreadableCase", "case_files", "file_name", "is_case", "read", "record",
@@ -33,11 +33,8 @@ __all__ = ["FORMAT", "UnreadableCase", "case_files", "file_name", "is_case", "re
 
 
 # What `read` accepts: a case file is JSON of at most this many bytes (the largest real one
-# is ~30 KB; a record's free text is clipped to 20,000 characters when written).
+# is ~30 KB; a record's free text is clipped to 20,000 characters when found).
 READ_LIMIT = files.JSON_BYTES
-
-# Fields of a record that hold free text from the target, clipped when written (`record`).
-FREE_TEXT = ("message", "key", "observed", "expected", "rendered")
 
 
 class UnreadableCase(UsageError):
@@ -48,13 +45,12 @@ def record(finding: Finding, ctx, crashes_dir: Path) -> dict:
     """The JSON record of ``finding`` on ``ctx``'s target; the target path is stored relative
     to ``crashes_dir``. The property's kind adds what replay needs to rebuild the same
     implementations (`chainfuzz.kinds.Kind.record`) and the versions that decide it. Free text
-    (message, key, observed, expected, rendered) is clipped (`internal.text.clip_value`);
-    the input never is."""
+    comes clipped (`internal.runner.make_finding`); the input never is."""
     row = kind(registry.get(finding.property).applies_to)
     fingerprint = dict(ctx.target.fingerprint)
     fingerprint["path"] = portable_path(Path(ctx.target.path), crashes_dir)
     fingerprint.update(row.record(ctx))
-    rec = {
+    return {
         "chainfuzz_case": FORMAT,
         "property": finding.property,
         "severity": finding.severity,
@@ -71,14 +67,12 @@ def record(finding: Finding, ctx, crashes_dir: Path) -> dict:
         "versions": {**core_versions(), **row.versions(ctx)},
         "found": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
-    for name in FREE_TEXT:
-        rec[name] = clip_value(rec[name])
-    return rec
 
 
 def same_key(recorded: object, key: str) -> bool:
-    """Whether a replay's failure ``key`` is the recorded one (recorded keys are clipped)."""
-    return clip_value(key) == recorded
+    """Whether a replay's failure ``key`` is the recorded one (recorded keys are clipped,
+    `internal.runner.make_finding`)."""
+    return clip(key) == recorded
 
 
 def file_name(rec: dict) -> str:

@@ -31,7 +31,6 @@ INTERRUPTED = 130
 
 RENDERED_LIMIT = 800  # characters of a rendering shown beside a finding
 SHOWN_LIMIT = 2000  # characters of any other text from a target shown on a terminal
-FREE_TEXT = ("message", "key", "observed", "expected", "rendered")  # clipped in JSON documents
 
 
 def exit_code(*, internal: bool, errors: bool) -> int:
@@ -88,10 +87,8 @@ class CheckReport:
         many = len(self.targets) != 1
         failures = []
         for t, f in self.findings:
-            reproducer = f.to_json()
-            for name in FREE_TEXT:
-                reproducer[name] = clip_value(reproducer[name])
-            item = {"property": f.property, "severity": f.severity, "message": reproducer["message"],
+            reproducer = f.to_json()  # free text clipped where the finding was made
+            item = {"property": f.property, "severity": f.severity, "message": f.message,
                     "reproducer": {**reproducer, "case_file": t.cases.get(f.signature)}}
             if many:
                 item["target"] = t.target.name
