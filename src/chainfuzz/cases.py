@@ -25,7 +25,7 @@ from .casefile import FORMAT, is_case
 from .errors import ChainfuzzError, TargetError, UsageError
 from .internal import files
 from .internal.runner import Finding
-from .internal.text import clip, dumps_json, printable
+from .internal.text import clip, dumps_json, json_type, printable
 from .kinds import core_versions, kind
 
 __all__ = ["FORMAT", "UnreadableCase", "case_files", "file_name", "is_case", "read", "record",
@@ -139,7 +139,7 @@ def read(path: Path) -> dict:
     except ValueError as exc:  # JSONDecodeError, or an integer past Python's digit limit
         raise UnreadableCase(f"{_shown(path)}: not JSON ({clip(str(exc), 200)})") from None
     if not isinstance(rec, dict):
-        raise UnreadableCase(f"{_shown(path)}: not a chainfuzz case (a JSON {_json_type(rec)}, "
+        raise UnreadableCase(f"{_shown(path)}: not a chainfuzz case (a JSON {json_type(rec)}, "
                              "not an object)")
     missing = [k for k in ("chainfuzz_case", "property", "target", "input") if k not in rec]
     if missing:
@@ -171,8 +171,8 @@ def _field_problem(rec: dict) -> str:
     for fields, where, prefix in ((_FIELDS, rec, ""), (_TARGET_FIELDS, rec.get("target"), "target.")):
         for name, types in fields.items():
             if name in where and (not isinstance(where[name], types) or isinstance(where[name], bool)):
-                wanted = " or ".join("null" if t is type(None) else _json_type(t()) for t in types)
-                return f'"{prefix}{name}" is a JSON {_json_type(where[name])}, expected {wanted}'
+                wanted = " or ".join("null" if t is type(None) else json_type(t()) for t in types)
+                return f'"{prefix}{name}" is a JSON {json_type(where[name])}, expected {wanted}'
     if "path" not in rec["target"]:
         return 'not a chainfuzz case (missing "target.path")'
     for name in ("engines", "impls"):
@@ -181,11 +181,6 @@ def _field_problem(rec: dict) -> str:
     if rec["chainfuzz_case"] > FORMAT:
         return f"case format {rec['chainfuzz_case']} is newer than this chainfuzz reads ({FORMAT})"
     return ""
-
-
-def _json_type(value: object) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
-            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _shown(path: Path) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .errors import TargetError
 from .internal import files
+from .internal.text import json_type
 from .tokenization.base import TokenizerSource
 from .tokenization.formats import is_tokenizer_file, lone_file_format
 
@@ -173,9 +174,9 @@ def _token_text(value, where: Path, name: str) -> str | None:
 
 
 def _json_type(value) -> str:
-    """The JSON name of ``value``'s type, for error lines."""
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
-            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+    """The JSON name of ``value``'s type with its article ("an object", "null"), for error lines."""
+    name = json_type(value)
+    return name if name == "null" else ("an " if name[0] in "aeiou" else "a ") + name
 
 
 def _field(data: dict, key: str, kind: type, where: Path):

@@ -90,3 +90,10 @@ def _repr(value: object) -> str:
         return repr(value)
     except Exception:  # noqa: BLE001 - a repr that raises (an int past str()'s digit limit)
         return f"<{type(value).__name__} that cannot be shown>"
+
+
+def json_type(value: object) -> str:
+    """The JSON name of ``value``'s type ("object", "array", "string", "number", "boolean",
+    "null"), for error lines that must not quote a hostile value itself."""
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
