@@ -4,8 +4,10 @@ Hypothesis shrinks the choices a strategy made, and can stall where removing a m
 need several choices to change at once. Cases are plain conversations, so this pass edits them
 directly: it deletes whole turns (an assistant message together with its tool results) and
 drops ``tools`` and optional keys, keeping an edit only while the same defect still shows.
-Every edit keeps the case schema-shaped. Texts are left to Hypothesis: emptying one can keep
-the defect's key while changing its cause (an empty system message is legitimately dropped).
+Every edit keeps the case schema-shaped. Texts are left to Hypothesis when it drew the case:
+emptying one can keep the defect's key while changing its cause (an empty system message is
+legitimately dropped). A case no Hypothesis shrink went before (a mutant, a remembered input)
+has its texts shortened too (``texts``): cut by halves, then quarters..., never to empty.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from typing import Callable, Iterator
 _OPTIONAL_KEYS = ("reasoning_content", "name")
 
 
-def reduce_case(case: dict, still_fails: Callable[[dict], bool], max_steps: int = 500) -> dict:
+def reduce_case(case: dict, still_fails: Callable[[dict], bool], max_steps: int = 500, *,
+                texts: bool = False) -> dict:
     """The smallest case reachable by single edits for which ``still_fails`` stays true."""
     steps = 0
     improved = True
     while improved and steps < max_steps:
         improved = False
-        for candidate in _candidates(case):
+        for candidate in _candidates(case, texts):
             steps += 1
             if still_fails(candidate):
                 case, improved = candidate, True
@@ -32,7 +35,7 @@ def reduce_case(case: dict, still_fails: Callable[[dict], bool], max_steps: int 
     return case
 
 
-def _candidates(case: dict) -> Iterator[dict]:
+def _candidates(case: dict, texts: bool = False) -> Iterator[dict]:
     messages = case.get("messages") or []
     for start, stop in _turns(messages):
         if stop - start < len(messages):
@@ -43,6 +46,49 @@ def _candidates(case: dict) -> Iterator[dict]:
         for key in _OPTIONAL_KEYS:
             if key in msg:
                 yield _edit(case, i, lambda m, k=key: m.pop(k))
+    if texts:
+        yield from _shorter_texts(case)
+
+
+def _shorter_texts(case: dict) -> Iterator[dict]:
+    """The case with one text cut: a chunk of 1/2, 1/4, ... of it removed, never emptied."""
+    paths = [path for path, value in _strings(case, ()) if len(value) > 1]
+    for path in paths:
+        value = _get(case, path)
+        size = len(value) // 2
+        while size >= 1:
+            for start in range(0, len(value) - size + 1, size):
+                cut = value[:start] + value[start + size:]
+                if cut:
+                    edited = copy.deepcopy(case)
+                    _set(edited, path, cut)
+                    yield edited
+            size //= 2
+
+
+_FIXED = frozenset({"role", "type", "id", "tool_call_id"})
+
+
+def _strings(value, path):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k not in _FIXED:
+                yield from _strings(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _strings(v, (*path, i))
+    elif isinstance(value, str):
+        yield path, value
+
+
+def _get(value, path):
+    for p in path:
+        value = value[p]
+    return value
+
+
+def _set(value, path, new) -> None:
+    _get(value, path[:-1])[path[-1]] = new
 
 
 def _turns(messages: list[dict]) -> Iterator[tuple[int, int]]:

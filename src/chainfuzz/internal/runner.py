@@ -1,12 +1,20 @@
-"""Running properties with Hypothesis: search, shrink, and keep searching for other defects.
+"""Running properties: search, shrink, keep searching for other defects, share the time.
 
-Each property is searched in rounds. A round is one Hypothesis run; when it fails, Hypothesis
-shrinks the input and the finding is recorded under its key. Later rounds treat known keys as
-uninteresting, so one run reports every distinct defect of a property, each shrunk on its own.
+A `Search` is the properties of one target that take the same inputs: each input drawn is
+checked by all of them (drawing a conversation costs 10-100 times what checking it does).
+It searches in rounds. A round is one Hypothesis run; when it fails, Hypothesis shrinks the
+input and the finding is recorded under its key. Later rounds treat known keys as
+uninteresting, so one run reports every distinct defect of a property, each shrunk on its
+own. A search bounded by time also mutates the inputs that showed new behaviour
+(`mutate`), and remembers failures and such inputs for the next run (`memory`).
+
+`run_searches` shares a time budget among searches: a floor for each, then slices to the
+searches still finding new behaviour or new defects.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import hashlib
@@ -14,7 +22,7 @@ import random
 import time
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
 from hypothesis import seed as hseed
@@ -22,6 +30,8 @@ from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
 
 from ..errors import ChainfuzzError, Failure
 from . import limits
+from .memory import Memory
+from .mutate import Mutator, copy_json
 from .text import clip, clip_value
 from .reduce import reduce_case
 from ..registry import Property
@@ -65,18 +75,35 @@ class _OutOfTime(BaseException):
     """Ends a Hypothesis run at once: Hypothesis propagates non-Exception errors unshrunk."""
 
 
+# Time-bound searches: the share of the budget every search gets before the rest goes to
+# the searches still finding something (HypoFuzz's idea: a floor for each, then the rate).
+FLOOR_SHARE = 0.5
+MIN_SLICE = 0.5  # seconds; a Hypothesis run costs ~20 ms to start, so slices stay well above
+# Of a time-bound search's time after its first Hypothesis run, the share spent mutating its
+# corpus: a mutant costs microseconds where a drawn conversation costs milliseconds, while
+# Hypothesis keeps reaching structure no corpus holds yet.
+MUTATION_SHARE = 0.5
+NEW_KEY_GAIN = 20  # a new defect counts as this many new behaviours when sharing time
+MAX_REASONS = 20  # distinct skip reasons counted per property; the rest count as "other"
+
+
 @dataclass
 class RunSettings:
-    """How hard to search: examples and seconds per property, the seed, and a findings cap."""
+    """How hard to search: examples and seconds per search, the seed, a findings cap, and
+    where failures and interesting inputs are remembered between runs."""
 
-    max_examples: int = 100
-    budget: float | None = None  # seconds per property; None: examples alone bound the search
+    max_examples: int | None = 100  # per property; None: time alone bounds the search
+    budget: float | None = None  # seconds per search; None: examples alone bound it
     seed: int | None = None
     max_findings: int = 10
     shrink_seconds: float = 5.0  # per finding; the best input so far is kept when it runs out
+    database: object = None  # a Hypothesis ExampleDatabase (see `memory`); None: remember nothing
+    known: frozenset[str] = frozenset()  # signatures found before (an earlier pass): not recorded again
 
     def exhausted(self, result: "PropertyResult") -> bool:
         """Whether ``result`` has used up the examples, or the tries, this allows."""
+        if self.max_examples is None:
+            return False
         return (result.examples >= self.max_examples
                 or result.tries >= self.max_examples * MAX_TRIES_PER_EXAMPLE)
 
@@ -110,21 +137,43 @@ class PropertyResult:
     """What searching one property on one target found, and what it cost."""
 
     property: Property
-    tries: int = 0  # inputs generated
+    tries: int = 0  # inputs drawn for it (generated, mutated or remembered)
     skipped: int = 0  # of those, inputs the property does not apply to (the template refuses them)
+    mutants: int = 0  # of the tries, inputs made by mutation
     shrink_steps: int = 0  # inputs tried while shrinking findings
-    seconds: float = 0.0
+    seconds: float = 0.0  # the search's time, shared with the properties searched with it
     findings: list[Finding] = field(default_factory=list)
     internal_error: str | None = None
     out_of_budget: bool = False  # the command's budget ended this search
+    reasons: collections.Counter = field(default_factory=collections.Counter)  # why inputs were skipped
 
     @property
     def examples(self) -> int:
         """Inputs the property was checked on."""
         return self.tries - self.skipped
 
+    @property
+    def checked(self) -> float | None:
+        """The fraction of inputs drawn for the property that it checked (None: none drawn)."""
+        return self.examples / self.tries if self.tries else None
+
+    def skip(self, reason: str) -> None:
+        self.skipped += 1
+        reason = reason.split("\n", 1)[0][:160]
+        if reason not in self.reasons and len(self.reasons) >= MAX_REASONS:
+            reason = "other reasons"
+        self.reasons[reason] += 1
+
+    def why_unchecked(self) -> str | None:
+        """The most common reason inputs were skipped, if any were."""
+        return self.reasons.most_common(1)[0][0] if self.reasons else None
+
     def to_json(self) -> dict:
-        return {"examples": self.examples, "skipped": self.skipped, "shrink_steps": self.shrink_steps,
+        checked = self.checked
+        return {"examples": self.examples, "skipped": self.skipped, "mutants": self.mutants,
+                "checked": None if checked is None else round(checked, 3),
+                "skip_reasons": dict(self.reasons.most_common(3)),
+                "shrink_steps": self.shrink_steps,
                 "seconds": round(self.seconds, 3), "failures": len(self.findings),
                 "internal_error": self.internal_error, "out_of_budget": self.out_of_budget}
 
@@ -135,37 +184,332 @@ def signature(prop_id: str, target_name: str, key: str) -> str:
     return digest[:12]
 
 
+def _shape(value) -> object:
+    """What an input's behaviour is told apart by: its structure, roles and kinds of text
+    (empty, blank, ASCII, other), not the text itself; a few microseconds a case."""
+    if isinstance(value, dict):
+        return tuple((k, v if k in ("role", "type") else _shape(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return tuple(_shape(v) for v in value[:6]) + ((len(value) > 6,) if len(value) > 6 else ())
+    if isinstance(value, str):
+        return "" if not value else "ws" if value.isspace() else "a" if value.isascii() else "u"
+    return type(value).__name__
+
+
+class Search:
+    """Properties of one target that take the same inputs (``props``, one ``inputs``
+    function), searched together: every input drawn is checked by each of them."""
+
+    def __init__(self, props: Sequence[Property], ctx, run: RunSettings,
+                 on_finding: Callable[[Finding], None] = lambda f: None, *,
+                 memory: Memory | None = None, label: str = "") -> None:
+        self.props, self.ctx, self.run = list(props), ctx, run
+        self.on_finding, self.memory = on_finding, memory
+        self.label = label or ", ".join(p.id for p in props)
+        self.results = {p.id: PropertyResult(p) for p in props}
+        self.known: dict[str, set[str]] = {p.id: set() for p in props}
+        self.active = list(props)
+        self.rng = random.Random(run.seed if len(props) == 1 else f"{run.seed}:{props[0].id}")
+        self.mutator = Mutator(random.Random(f"{run.seed}:mutate:{props[0].id}"))
+        self.corpus: list[dict] = []  # inputs with new behaviour, mutation's seeds
+        self.seen: set = set()  # behaviours: (property, outcome, shape)
+        self.gain = 0  # new behaviours, and new defects weighted by NEW_KEY_GAIN
+        self.seconds = 0.0
+        self.generated = 0.0  # seconds spent in Hypothesis runs, against mutation's
+        self.strategy = None
+        self.pending: list[dict] = []  # remembered inputs to check first
+        self.started = False
+
+    @property
+    def done(self) -> bool:
+        return not self.active
+
+    # --- one input --------------------------------------------------------------------
+
+    def _observe(self, prop: Property, outcome: str, case: dict) -> None:
+        seen = (prop.id, outcome, _shape(case)) if outcome != "skip" else (prop.id, outcome)
+        if seen in self.seen:
+            return
+        self.seen.add(seen)
+        self.gain += 1
+        if outcome != "skip":
+            kept = copy_json(case)
+            self.mutator.learn(kept)
+            if len(self.corpus) < 1000:
+                self.corpus.append(kept)
+            else:
+                self.corpus[self.rng.randrange(len(self.corpus))] = kept
+            if self.memory is not None:
+                self.memory.save_interesting(prop.id, kept)
+
+    def _is_known(self, prop: Property, key: str) -> bool:
+        known = self.known[prop.id]
+        if key not in known and self.run.known and signature(prop.id, self.ctx.target.name, key) in self.run.known:
+            known.add(key)
+        return key in known
+
+    def _retire(self, prop: Property) -> None:
+        if prop in self.active:
+            self.active.remove(prop)
+
+    def _check_direct(self, case: dict, mutant: bool) -> None:
+        """Check a remembered or mutated input with every active property; a new defect is
+        shrunk by `reduce_failure` and recorded."""
+        for prop in list(self.active):
+            result = self.results[prop.id]
+            result.tries += 1
+            result.mutants += mutant
+            try:
+                prop.check(self.ctx, case)
+            except Failure as f:
+                if self._is_known(prop, f.key):
+                    self._observe(prop, f"known:{f.key}", case)
+                    continue
+                f.case = copy_json(case)
+                self._observe(prop, f"new:{f.key}", case)
+                shrunk = reduce_failure(prop, self.ctx, f, time.monotonic() + self.run.shrink_seconds,
+                                        texts=True)
+                self._record(prop, shrunk)
+                return
+            except UnsatisfiedAssumption as skip:
+                result.skip(str(skip) or "input does not apply")
+                self._observe(prop, "skip", case)
+            except limits.BudgetExhausted:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a mutant the property cannot take
+                result.skip(f"the property cannot take this input ({type(exc).__name__})")
+            else:
+                self._observe(prop, "pass", case)
+            if self.run.exhausted(result):
+                self._retire(prop)
+
+    def _record(self, prop: Property, failure: Failure) -> None:
+        self.known[prop.id].add(failure.key)
+        finding = make_finding(prop, self.ctx, failure, reproduced=recheck(prop, self.ctx, failure))
+        result = self.results[prop.id]
+        result.findings.append(finding)
+        self.gain += NEW_KEY_GAIN
+        self.on_finding(finding)  # the case file first: it is the record that must not be lost
+        if self.memory is not None:
+            self.memory.save_failure(prop.id, failure.case)
+        if len(result.findings) >= self.run.max_findings:
+            self._retire(prop)
+
+    # --- a slice of time ----------------------------------------------------------------
+
+    def step(self, until: float, deadline: float) -> int:
+        """Search until the monotonic time ``until`` (generation stops; a shrink under way
+        may go on to ``deadline``), or until every property is done; the gain it made."""
+        gain0, start = self.gain, time.monotonic()
+        try:
+            self._step(until, deadline)
+        except limits.BudgetExhausted:
+            self.active.clear()
+        except ChainfuzzError:
+            raise  # e.g. a case file that cannot be written: the user's problem, not a property bug
+        except Exception as exc:  # a bug in a strategy, not in the target
+            error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            for prop in self.active:
+                self.results[prop.id].internal_error = error
+            self.active.clear()
+        self.seconds += time.monotonic() - start
+        for result in self.results.values():
+            result.seconds = self.seconds
+            result.out_of_budget = limits.out_of_budget()
+        if self.memory is not None and (self.done or time.monotonic() >= until):
+            self.memory.flush()
+        return self.gain - gain0
+
+    def _step(self, until: float, deadline: float) -> None:
+        if not self.started:
+            self.started = True
+            if self.memory is not None:
+                self.pending = self.memory.failures()
+                remembered = self.memory.corpus()
+                for case in remembered:
+                    self.mutator.learn(case)
+                self.corpus.extend(remembered)
+            self.strategy = self._strategy()
+        while self.pending and self.active and time.monotonic() < until:
+            self._check_direct(self.pending.pop(0), mutant=False)
+        time_bound = self.run.max_examples is None or self.run.budget is not None
+        while self.active and time.monotonic() < until:
+            mutate = (time_bound and self.corpus and self.generated > 0
+                      and self.rng.random() < MUTATION_SHARE)
+            if mutate:
+                self._mutate(min(until, time.monotonic() + MIN_SLICE * 2))
+                continue
+            t0 = time.monotonic()
+            stop = min(until, t0 + MIN_SLICE * 2) if time_bound else until
+            failure, shrink_until = self._round(stop, deadline)
+            self.generated += time.monotonic() - t0
+            if failure is not None:
+                prop = failure._chainfuzz_property
+                self._record(prop, reduce_failure(prop, self.ctx, failure, shrink_until))
+            elif not time_bound:
+                break  # Hypothesis ran its examples without a new defect
+
+    def _strategy(self):
+        return self.props[0].inputs(self.ctx)
+
+    def _mutate(self, until: float) -> None:
+        """Check mutants of the corpus until ``until``."""
+        mutator, corpus = self.mutator, self.corpus
+        while self.active and time.monotonic() < until:
+            self._check_direct(mutator.mutate(corpus[self.rng.randrange(len(corpus))]), mutant=True)
+
+    def _round(self, stop: float, deadline: float):
+        """One Hypothesis run: (the shrunk failure with an unknown key or None, shrink deadline).
+
+        Generation stops at ``stop``; shrinking stops ``run.shrink_seconds`` after the first
+        failure (never past ``deadline``), keeping the smallest failing input found by then.
+        The structural reduction that follows shares that shrink deadline.
+        """
+        run, ctx = self.run, self.ctx
+        state: dict = {"prop": None, "failure": None, "stop": stop}
+
+        def test(case):
+            if time.monotonic() > state["stop"]:
+                raise _OutOfTime()
+            target = state["prop"]
+            if target is not None:  # shrinking: only the failing property, only its defect
+                self.results[target.id].shrink_steps += 1
+                try:
+                    target.check(ctx, case)
+                except Failure as f:
+                    if f.key != state["failure"].key:
+                        reject()
+                    f.case = copy_json(case)
+                    f._chainfuzz_property = target
+                    state["failure"] = f
+                    raise
+                return
+            for prop in [p for p in self.active if run.exhausted(self.results[p.id])]:
+                self._retire(prop)
+            if not self.active:
+                raise _OutOfTime()
+            checked = False
+            for prop in list(self.active):
+                result = self.results[prop.id]
+                result.tries += 1
+                try:
+                    prop.check(ctx, case)
+                except Failure as f:
+                    if self._is_known(prop, f.key):
+                        checked = True
+                        self._observe(prop, f"known:{f.key}", case)
+                        continue
+                    self._observe(prop, f"new:{f.key}", case)
+                    state["prop"] = prop
+                    state["stop"] = min(deadline, time.monotonic() + run.shrink_seconds)
+                    f.case = copy_json(case)
+                    f._chainfuzz_property = prop
+                    state["failure"] = f
+                    raise
+                except UnsatisfiedAssumption as skip:
+                    result.skip(str(skip) or "input does not apply")
+                    self._observe(prop, "skip", case)
+                except (limits.BudgetExhausted, _OutOfTime):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - a bug in the property, not the target
+                    result.internal_error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                    self._retire(prop)
+                else:
+                    checked = True
+                    self._observe(prop, "pass", case)
+            if not checked:
+                reject()
+
+        remaining = [run.max_examples - self.results[p.id].examples for p in self.active] \
+            if run.max_examples is not None else [10**9]
+        search = settings(
+            database=None, max_examples=max(1, max(remaining, default=1)), deadline=None,
+            suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
+            phases=(Phase.generate, Phase.shrink), verbosity=Verbosity.quiet,
+        )(hseed(self.rng.getrandbits(64))(given(self.strategy)(test)))
+        failure = None
+        try:
+            with reproducible_generation():
+                search()
+        except Failure as f:
+            failure = f if getattr(f, "_chainfuzz_property", None) is not None else state["failure"]
+        except (_OutOfTime, Flaky, limits.BudgetExhausted):
+            failure = state["failure"]
+            if failure is None and limits.out_of_budget():
+                raise limits.BudgetExhausted()
+        except Unsatisfiable:
+            pass
+        return failure, state["stop"]
+
+
+def group(props: Sequence[Property]) -> list[list[Property]]:
+    """Properties grouped by the inputs they take (the same ``inputs`` function and kind),
+    in their order: each group is one `Search`."""
+    groups: dict[tuple, list[Property]] = {}
+    for prop in props:
+        groups.setdefault((prop.inputs, prop.applies_to), []).append(prop)
+    return list(groups.values())
+
+
+def run_searches(searches: Sequence[Search], run: RunSettings, total_budget: float | None = None,
+                 progress: Callable[[Search], None] | None = None) -> None:
+    """Run ``searches`` to the end of their examples, or share ``total_budget`` seconds (or
+    ``run.budget`` each) among them: first a floor for each (`FLOOR_SHARE` of the time,
+    evenly), then slices to the searches with the most gain per second in their last slices.
+    The command's budget (`limits.budget`) ends everything, keeping what was found."""
+    if not searches:
+        return
+    start = time.monotonic()
+    if total_budget is None and run.budget is not None:
+        total_budget = run.budget * len(searches)
+    hard = limits.deadline()
+    if total_budget is None:
+        for search in searches:
+            if progress:
+                progress(search)
+            if not limits.out_of_budget():
+                search.step(hard, hard)
+        return
+    end = min(start + total_budget, hard)
+    floor = FLOOR_SHARE * total_budget / len(searches)
+    recent: dict[int, collections.deque] = {id(s): collections.deque(maxlen=2) for s in searches}
+    for search in searches:
+        if time.monotonic() >= end:
+            break
+        if progress:
+            progress(search)
+        t0 = time.monotonic()
+        gain = search.step(min(end, t0 + floor), end)
+        recent[id(search)].append((gain, time.monotonic() - t0))
+    while time.monotonic() < end - 0.01:
+        live = [s for s in searches if not s.done]
+        if not live:
+            break
+
+        def rate(s: Search) -> float:
+            gained = sum(g for g, _ in recent[id(s)])
+            spent = sum(t for _, t in recent[id(s)])
+            return (gained + 1) / (spent + MIN_SLICE)
+
+        search = max(live, key=lambda s: (rate(s), -s.seconds))
+        left = end - time.monotonic()
+        t0 = time.monotonic()
+        if progress:
+            progress(search)
+        gain = search.step(min(end, t0 + max(MIN_SLICE, left / (2 * len(live)))), end)
+        recent[id(search)].append((gain, time.monotonic() - t0))
+    for search in searches:
+        if search.memory is not None:
+            search.memory.flush()
+
+
 def run_property(prop: Property, ctx, run: RunSettings,
                  on_finding: Callable[[Finding], None] = lambda f: None) -> PropertyResult:
-    """Search ``prop`` on ``ctx`` until examples, time or the findings cap run out, or the
-    command's budget (`limits.budget`): a search it ends keeps what it found."""
-    result = PropertyResult(prop)
-    start = time.monotonic()
-    deadline = min(start + run.budget if run.budget else float("inf"), limits.deadline())
-    rng = random.Random(run.seed)
-    known: set[str] = set()
-    try:
-        strategy = prop.inputs(ctx)
-        while not run.exhausted(result) and time.monotonic() < deadline \
-                and len(result.findings) < run.max_findings:
-            failure, shrink_until = _search_round(prop, ctx, strategy, known, run,
-                                                  rng.getrandbits(64), deadline, result)
-            if failure is None:
-                break
-            failure = reduce_failure(prop, ctx, failure, shrink_until)
-            known.add(failure.key)
-            finding = make_finding(prop, ctx, failure, reproduced=recheck(prop, ctx, failure))
-            result.findings.append(finding)
-            on_finding(finding)
-    except limits.BudgetExhausted:
-        pass
-    except ChainfuzzError:
-        raise  # e.g. a case file that cannot be written: the user's problem, not a property bug
-    except Exception as exc:  # a bug in a property or strategy, not in the target
-        result.internal_error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    result.out_of_budget = limits.out_of_budget()
-    result.seconds = time.monotonic() - start
-    return result
+    """Search ``prop`` alone on ``ctx`` until examples, time or the findings cap run out, or
+    the command's budget (`limits.budget`): a search it ends keeps what it found."""
+    search = Search([prop], ctx, run, on_finding)
+    run_searches([search], run)
+    return search.results[prop.id]
 
 
 def recheck(prop: Property, ctx, failure: Failure) -> bool:
@@ -182,9 +526,10 @@ def recheck(prop: Property, ctx, failure: Failure) -> bool:
     return False
 
 
-def reduce_failure(prop: Property, ctx, failure: Failure, until: float) -> Failure:
+def reduce_failure(prop: Property, ctx, failure: Failure, until: float, *, texts: bool = False) -> Failure:
     """Carry on shrinking ``failure`` by editing its case directly (see `reduce`), until the
-    monotonic time ``until``; the fuzzer shrinks its findings with it too."""
+    monotonic time ``until``; the fuzzer shrinks its findings with it too. ``texts``: also
+    shorten texts, for failures no Hypothesis shrink went before (mutants, remembered cases)."""
     best = failure
 
     def still_fails(case: dict) -> bool:
@@ -203,7 +548,7 @@ def reduce_failure(prop: Property, ctx, failure: Failure, until: float) -> Failu
         return False
 
     try:
-        reduce_case(failure.case, still_fails)
+        reduce_case(failure.case, still_fails, texts=texts)
     except limits.BudgetExhausted:
         pass  # the budget ended the shrinking: the smallest input so far stands
     return best
@@ -228,55 +573,3 @@ def make_finding(prop: Property, ctx, failure: Failure, *, reproduced: bool = Tr
         rendered=None if failure.rendered is None else clip(failure.rendered),
         reproduced=reproduced,
     )
-
-
-def _search_round(prop, ctx, strategy, known, run, seed, deadline, result):
-    """One Hypothesis run: (the shrunk failure with an unknown key or None, shrink deadline).
-
-    Generation stops at ``deadline``; shrinking stops ``run.shrink_seconds`` after the first
-    failure, keeping the smallest failing input found by then. The structural reduction that
-    follows shares that shrink deadline.
-    """
-    state: dict = {"key": None, "failure": None, "stop": deadline}
-
-    def test(case):
-        if time.monotonic() > state["stop"]:
-            raise _OutOfTime()
-        if state["key"] is None:
-            if run.exhausted(result):
-                raise _OutOfTime()
-            result.tries += 1
-        else:
-            result.shrink_steps += 1
-        try:
-            prop.check(ctx, case)
-        except Failure as f:
-            if f.key in known or (state["key"] is not None and f.key != state["key"]):
-                reject()  # a defect already reported, or another one: keep shrinking this one
-            if state["key"] is None:
-                state["key"] = f.key
-                state["stop"] = min(deadline, time.monotonic() + run.shrink_seconds)
-            f.case = copy.deepcopy(case)
-            state["failure"] = f
-            raise
-        except UnsatisfiedAssumption:
-            if state["key"] is None:
-                result.skipped += 1
-            raise
-
-    search = settings(
-        database=None, max_examples=max(1, run.max_examples - result.examples), deadline=None,
-        suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
-        phases=(Phase.generate, Phase.shrink), verbosity=Verbosity.quiet,
-    )(hseed(seed)(given(strategy)(test)))
-    failure = None
-    try:
-        with reproducible_generation():
-            search()
-    except Failure as f:
-        failure = f
-    except (_OutOfTime, Flaky, limits.BudgetExhausted):
-        failure = state["failure"]
-    except Unsatisfiable:
-        pass
-    return failure, state["stop"]
