@@ -18,7 +18,8 @@ from . import cases, registry
 from .context import Context
 from .errors import ChainfuzzError, UsageError
 from .internal import limits
-from .internal.runner import Finding, RunSettings, run_property
+from .internal.memory import Memory, target_key
+from .internal.runner import Finding, RunSettings, Search, group, run_searches
 from .report import CheckReport, TargetReport
 from .targets import load_targets
 
@@ -29,7 +30,8 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
           total_budget: float | None = None, crashes_dir: Path | None = Path("crashes"),
           progress: Progress | None = None, strict: bool = True,
           engines: tuple[str, ...] = ("transformers",)) -> CheckReport:
-    """Check every target at ``path``; ``total_budget`` seconds are shared across all searches.
+    """Check every target at ``path``; ``total_budget`` seconds are shared across all searches
+    (`runner.run_searches`: a floor for each, the rest to those still finding something).
 
     A named property runs on the targets it applies to; with ``strict``, naming only properties
     that apply to none of them is a `UsageError`. ``engines`` are the ``--engine`` specs that
@@ -47,28 +49,30 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
         except limits.BudgetExhausted:
             raise ChainfuzzError(f"the budget of {total_budget:g}s ran out while loading {path}, "
                                  "before any input was checked") from None
-        searches = sum(len(props) for _, props in plan)
-        done = 0
+        searches: list[Search] = []
+        for ctx, props in plan:
+            treport = _target_report(ctx, props)
+            report.targets.append(treport)
+            on_finding = _recorder(treport, ctx, crashes_dir)
+            for props_alike in group(props):
+                memory = None if run.database is None else Memory(
+                    run.database, target_key(ctx.target), [p.id for p in props_alike])
+                searches.append(Search(props_alike, ctx, dataclasses.replace(run, seed=seed), on_finding,
+                                       memory=memory, label=f"{ctx.target.name}: "
+                                       + ", ".join(p.id for p in props_alike)))
         try:
-            for ctx, props in plan:
-                treport = _target_report(ctx, props)
-                report.targets.append(treport)
-                for prop in props:
-                    budget = run.budget
-                    if total_budget is not None:
-                        left = total_budget - (time.monotonic() - start)
-                        budget = max(0.05, left / (searches - done))
-                    settings = dataclasses.replace(run, budget=budget, seed=seed)
-                    if progress:
-                        progress(f"[{done + 1}/{searches}] {ctx.target.name}: {prop.id}")
-                    result = run_property(prop, ctx, settings, _recorder(treport, ctx, crashes_dir))
-                    treport.results.append(result)
-                    done += 1
+            left = None if total_budget is None else max(0.05, total_budget - (time.monotonic() - start))
+            run_searches(searches, dataclasses.replace(run, seed=seed), left,
+                         progress=(lambda s: progress(s.label)) if progress else None)
         except KeyboardInterrupt:
             report.interrupted = True
         finally:
             for ctx, _ in plan:
                 ctx.close()
+        report.gain = sum(s.gain for s in searches)
+        results = {(id(s.ctx), pid): r for s in searches for pid, r in s.results.items()}
+        for treport, (ctx, props) in zip(report.targets, plan):
+            treport.results.extend(results[id(ctx), p.id] for p in props)
     report.seconds = time.monotonic() - start
     return report
 

@@ -74,16 +74,25 @@ def _limit_memory(args, path: str | None) -> None:
     limits.limit_memory(limits.DEFAULT_MEMORY + 3 * weights)
 
 
-def _search_flags(p: argparse.ArgumentParser, *, crashes_default: str, budget: float | None = None,
-                  max_examples: int = 100) -> None:
+# Examples per property when no --budget bounds a run by time.
+DEFAULT_EXAMPLES = 100
+
+
+def _search_flags(p: argparse.ArgumentParser, *, crashes_default: str, budget: float | None = None) -> None:
     p.add_argument("--json", metavar="FILE", help="write the machine-readable report here")
     p.add_argument("--budget", metavar="SECONDS", type=_positive(float), default=budget,
                    help="wall-clock budget for the whole run, shared by all properties"
                    + (f" (default {budget:g})" if budget else ""))
     _memory_flag(p)
-    p.add_argument("--max-examples", metavar="N", type=_positive(int), default=max_examples,
-                   help=f"examples per property (default {max_examples})")
-    p.add_argument("--seed", metavar="N", type=int, help="seed for a reproducible run")
+    p.add_argument("--max-examples", metavar="N", type=_positive(int),
+                   help="examples per property (default: no cap with --budget, where time bounds "
+                        f"the search; {DEFAULT_EXAMPLES} without)")
+    p.add_argument("--seed", metavar="N", type=int,
+                   help="seed for a reproducible run (the example database is then off unless "
+                        "--database names one)")
+    p.add_argument("--database", metavar="PATH|none",
+                   help="where failures and interesting inputs are remembered between runs "
+                        "(default: the chainfuzz cache's examples/ folder; none: remember nothing)")
     p.add_argument("--crashes", metavar="DIR", default=crashes_default,
                    help=f"where minimal reproducers are written (default {crashes_default})")
     p.add_argument("--property", metavar="ID", nargs="+", action="extend", dest="properties",
@@ -120,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", metavar="N", type=_positive(int), help="parallel workers (default: CPU count)")
     p.add_argument("--markdown", metavar="FILE", help="write the findings table as Markdown")
     p.add_argument("--limit", metavar="N", type=_positive(int), help="check only the first N templates")
-    _search_flags(p, crashes_default="crashes", budget=100, max_examples=25)
+    _search_flags(p, crashes_default="crashes", budget=100)
 
     p = sub.add_parser("fuzz", help="coverage-guided fuzzing with atheris (pip install 'chainfuzz[fuzz]')",
                        epilog="exit codes: 0 no error case written, 1 error cases written, 2 bad input, "
@@ -209,10 +218,24 @@ def _hypothesis_home() -> Iterator[None]:
             os.environ["HYPOTHESIS_STORAGE_DIRECTORY"] = saved
 
 
-def _run_settings(args):
+def _run_settings(args, base=None):
+    """The search settings the flags ask for: with a budget, time bounds the search unless
+    --max-examples caps it too; the example database is on unless --seed asks for a run
+    that depends on the seed alone."""
+    from .internal.memory import open_database
     from .internal.runner import RunSettings
 
-    return RunSettings(max_examples=args.max_examples, seed=args.seed)
+    examples = args.max_examples or (None if args.budget else DEFAULT_EXAMPLES)
+    if args.database is None:
+        from .corpus import cache_dir
+
+        path = None if args.seed is not None else cache_dir() / "examples"
+    else:
+        path = None if args.database.lower() == "none" else Path(args.database)
+        if path is not None and path.exists() and not path.is_dir():
+            raise UsageError(f"--database {args.database}: not a folder")
+    base = base or RunSettings()
+    return dataclasses.replace(base, max_examples=examples, seed=args.seed, database=open_database(path))
 
 
 def _progress(line: str) -> None:
@@ -240,7 +263,7 @@ def _cmd_check(args) -> int:
 def _cmd_sweep(args) -> int:
     from . import sweep
 
-    run = dataclasses.replace(sweep.SWEEP_SETTINGS, max_examples=args.max_examples, seed=args.seed)
+    run = _run_settings(args, sweep.SWEEP_SETTINGS)
     result = sweep.sweep(args.corpus, property_ids=args.properties, run=run,
                          total_budget=args.budget, crashes_dir=Path(args.crashes), jobs=args.jobs,
                          limit=args.limit, tokenizers=args.tokenizers, progress=_progress,

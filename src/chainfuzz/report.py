@@ -65,6 +65,7 @@ class CheckReport:
     targets: list[TargetReport] = field(default_factory=list)
     seconds: float = 0.0
     interrupted: bool = False
+    gain: int = 0  # new behaviours and defects its searches found (`runner.Search.gain`)
 
     @property
     def findings(self) -> list[tuple[TargetReport, Finding]]:
@@ -184,6 +185,16 @@ class Row:
     internal_errors: list[str] = field(default_factory=list)
     error: str | None = None  # the target could not be loaded or compiled
     not_run: bool = False  # the sweep's budget ran out before this row started
+    gain: int = 0  # new behaviours and defects its check found: the sweep's second pass goes by it
+
+    def merge(self, later: "Row") -> None:
+        """Add a later pass over the same target: its examples, time and new findings."""
+        known = {f["signature"] for f in self.findings}
+        self.findings += [f for f in later.findings if f["signature"] not in known]
+        self.examples += later.examples
+        self.seconds += later.seconds
+        self.gain += later.gain
+        self.internal_errors += [e for e in later.internal_errors if e not in self.internal_errors]
 
     def count(self, prop: str, severity: str) -> int:
         return sum(f["property"] == prop and f["severity"] == severity for f in self.findings)

@@ -6,9 +6,11 @@ costs its own row, marked as an error, and never the rest of the sweep. With
 ``tokenizers=True`` the rows are the corpus' tokenizers (vocab GGUFs, Mistral's files) and the
 properties those of kinds "tokenizer" and "chain".
 
-``total_budget`` is a wall-clock promise for the whole sweep: each row's check gets its share,
-never past the sweep's end; rows not started by then are reported as not run, and a row still
-running `GRACE_SECONDS` after it is killed. Each row's process runs under the memory limit
+``total_budget`` is a wall-clock promise for the whole sweep, shared in two passes: first every
+row gets an even floor (`runner.FLOOR_SHARE` of the time), then the rest goes to the rows whose
+checks gained most per second (new behaviour, new defects), as `runner.run_searches` shares a
+check's time among its properties. Nothing runs past the sweep's end; rows not started by then
+are reported as not run, and a row still running `GRACE_SECONDS` after it is killed. Each row's process runs under the memory limit
 (`limits.limit_memory`) and dies with the sweep (`limits.die_with_parent`).
 """
 
@@ -29,7 +31,7 @@ from .checker import check
 from .errors import ChainfuzzError, UsageError
 from .internal import limits
 from .internal.text import clip
-from .internal.runner import RunSettings
+from .internal.runner import FLOOR_SHARE, RunSettings
 from .report import Row, SweepReport
 
 # A sweep surveys many templates: fewer examples, fewer findings per property and shorter
@@ -39,6 +41,9 @@ SWEEP_SETTINGS = RunSettings(max_examples=25, max_findings=3, shrink_seconds=1.0
 # check honours its own budget (the same end) within a second or so; the rest is sending the
 # row and the process' exit.
 GRACE_SECONDS = 5.0
+# A second-pass share below this is not worth a row's start-up (loading and learning the
+# template take 0.2-1 s of it).
+MIN_SECOND_PASS = 3.0
 
 
 def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None = None,
@@ -57,29 +62,63 @@ def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None =
     paths = (corpus.tokenizer_paths(corpus_name) if tokenizers
              else sorted(corpus.templates_dir(corpus_name).glob("*.jinja")))[:limit]
     jobs = jobs or os.cpu_count() or 1
-    per_template = total_budget * jobs / max(1, len(paths)) if total_budget else None
+    floor = FLOOR_SHARE if total_budget else 1.0
+    per_template = floor * total_budget * jobs / max(1, len(paths)) if total_budget else None
     settings = dataclasses.replace(run, budget=None, seed=seed)
     tasks = [(str(p), props, settings, per_template, crashes_dir, memory_limit) for p in paths]
     report = SweepReport(corpus_name, seed, props)
     start = time.monotonic()
     limit_s = _task_limit(per_template, settings, len(props))
     deadline = start + total_budget if total_budget else math.inf
+    rows: dict[str, Row] = {}
     for i, row in enumerate(_run_isolated(tasks, jobs, limit_s, deadline), 1):
+        rows[row.name] = row
         report.rows.append(row)
         if progress:
-            e = sum(f["severity"] == "error" for f in row.findings)
-            w = len(row.findings) - e
-            summary = ("not run: the budget ran out first" if row.not_run
-                       else row.error or f"{e} errors, {w} warnings ({row.seconds:.1f}s)")
-            progress(f"[{i}/{len(tasks)}] {row.name}: {summary}")
+            progress(f"[{i}/{len(tasks)}] {row.name}: {_summary(row)}")
+    for task, row in _second_pass(tasks, rows, jobs, deadline):
+        rows[row.name].merge(row)
+        if progress:
+            progress(f"[more] {row.name}: {_summary(rows[row.name])}")
     report.seconds = time.monotonic() - start
     return report
+
+
+def _summary(row: Row) -> str:
+    e = sum(f["severity"] == "error" for f in row.findings)
+    return ("not run: the budget ran out first" if row.not_run
+            else row.error or f"{e} errors, {len(row.findings) - e} warnings ({row.seconds:.1f}s)")
+
+
+def _second_pass(tasks: list, rows: dict[str, Row], jobs: int, deadline: float):
+    """The time left after the first pass, shared among the rows by their gain per second:
+    (task, row) of each second check, as they finish."""
+    left = deadline - time.monotonic()
+    if left == math.inf or left < MIN_SECOND_PASS:
+        return
+    rate = {name: (row.gain + 1) / max(row.seconds, 1.0) for name, row in rows.items()
+            if not (row.error or row.not_run)}
+    total = sum(rate.values())
+    again = []
+    for task in tasks:
+        name = _row_name(task[0])
+        share = left * jobs * rate.get(name, 0) / total if total else 0
+        if share >= MIN_SECOND_PASS:
+            # Another seed, and what the first pass found is not searched for or shrunk again.
+            found = frozenset(f["signature"] for f in rows[name].findings)
+            settings = dataclasses.replace(task[2], seed=task[2].seed + 1, known=found)
+            again.append((task[0], task[1], settings, share, *task[4:]))
+    by_name = {_row_name(t[0]): t for t in again}
+    for row in _run_isolated(sorted(again, key=lambda t: -t[3]), jobs,
+                             _task_limit(left, tasks[0][2], len(tasks[0][1])), deadline):
+        if not row.not_run:
+            yield by_name[row.name], row
 
 
 def _task_limit(per_template: float | None, run: RunSettings, n_props: int) -> float:
     """Seconds after which a template's process is killed: far beyond any honest search
     (50 ms per example is ten times the usual cost, plus every finding's shrinking)."""
-    searching = per_template if per_template else run.max_examples * n_props * 0.05
+    searching = per_template if per_template else (run.max_examples or 100) * n_props * 0.05
     return 60 + 4 * searching + n_props * run.max_findings * run.shrink_seconds
 
 
@@ -165,6 +204,7 @@ def _check_one(task) -> Row:
         row.error = str(exc)
         return row
     row.seconds = result.seconds
+    row.gain = result.gain
     row.internal_errors = result.internal_errors
     for t in result.targets:
         row.examples += sum(r.examples for r in t.results)
