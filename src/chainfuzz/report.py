@@ -132,6 +132,10 @@ class CheckReport:
             print("interrupted: results above are partial", file=out)
 
 
+# A property checked on less of what it was fed than this is mostly blind: the report says why.
+BLIND = 0.8
+
+
 def _target_table(t: TargetReport, out: TextIO) -> None:
     print(f"\n{printable(t.target.name)}  ({printable(t.target.path)}, sha256 {t.target.sha256[:12]})",
           file=out)
@@ -140,14 +144,19 @@ def _target_table(t: TargetReport, out: TextIO) -> None:
     for impl, why in t.unavailable.items():
         print(f"  not run: {printable(impl)}: {printable(why, SHOWN_LIMIT)}", file=out)
     width = max([len(r.property.id) for r in t.results] + [8])
-    print(f"  {'property':<{width}}  {'examples':>8}  {'skipped':>7}  {'errors':>6}  {'warnings':>8}  "
-          f"{'time':>6}", file=out)
+    print(f"  {'property':<{width}}  {'examples':>8}  {'skipped':>7}  {'checked':>7}  {'errors':>6}  "
+          f"{'warnings':>8}  {'time':>6}", file=out)
     for r in t.results:
         errs = sum(f.severity == "error" for f in r.findings)
         warns = sum(f.severity == "warning" for f in r.findings)
         status = "  INTERNAL ERROR" if r.internal_error else ""
-        print(f"  {printable(r.property.id):<{width}}  {r.examples:>8}  {r.skipped:>7}  {errs:>6}  {warns:>8}  "
-              f"{r.seconds:>5.1f}s{status}", file=out)
+        checked = "–" if r.checked is None else f"{r.checked:.0%}"
+        print(f"  {printable(r.property.id):<{width}}  {r.examples:>8}  {r.skipped:>7}  {checked:>7}  {errs:>6}  "
+              f"{warns:>8}  {r.seconds:>5.1f}s{status}", file=out)
+    for r in t.results:
+        if r.checked is not None and r.checked < BLIND and r.why_unchecked():
+            print(f"  {printable(r.property.id)} checked {r.checked:.0%} of its inputs; most were "
+                  f"skipped because: {printable(r.why_unchecked(), SHOWN_LIMIT)}", file=out)
 
 
 def _finding_block(t: TargetReport, f: Finding, out: TextIO) -> None:
@@ -278,6 +287,19 @@ class HarnessRun:
     findings: list[dict] = field(default_factory=list)  # new: shrunk and written
     known: list[dict] = field(default_factory=list)  # already in the crash folder
     internal_error: str | None = None
+    gain: int = 0  # new coverage features and defects: the second pass of `fuzz` goes by it
+
+    def merge(self, later: "HarnessRun") -> None:
+        """Add a second run of the same harness."""
+        self.budget += later.budget
+        self.executions += later.executions
+        self.checked += later.checked
+        self.seconds += later.seconds
+        self.wall += later.wall
+        self.findings += later.findings
+        self.known += later.known
+        self.gain += later.gain
+        self.internal_error = self.internal_error or later.internal_error
 
     @property
     def rate(self) -> float:

@@ -94,8 +94,19 @@ def _second_pass(tasks: list, rows: dict[str, Row], jobs: int, deadline: float):
     """The time left after the first pass, shared among the rows by their gain per second:
     (task, row) of each second check, as they finish."""
     left = deadline - time.monotonic()
-    if left == math.inf or left < MIN_SECOND_PASS:
+    if left == math.inf:
         return
+    again = second_shares(tasks, rows, jobs, left)
+    by_name = {_row_name(t[0]): t for t in again}
+    for row in _run_isolated(again, jobs, _task_limit(left, tasks[0][2], len(tasks[0][1])), deadline):
+        if not row.not_run:
+            yield by_name[row.name], row
+
+
+def second_shares(tasks: list, rows: dict[str, Row], jobs: int, left: float) -> list:
+    """The second pass' tasks, largest share first: ``left`` seconds on ``jobs`` workers,
+    shared by gain per second in the first pass; a share under `MIN_SECOND_PASS` is not run.
+    Each gets another seed, and what its first pass found is not searched for again."""
     rate = {name: (row.gain + 1) / max(row.seconds, 1.0) for name, row in rows.items()
             if not (row.error or row.not_run)}
     total = sum(rate.values())
@@ -104,15 +115,10 @@ def _second_pass(tasks: list, rows: dict[str, Row], jobs: int, deadline: float):
         name = _row_name(task[0])
         share = left * jobs * rate.get(name, 0) / total if total else 0
         if share >= MIN_SECOND_PASS:
-            # Another seed, and what the first pass found is not searched for or shrunk again.
             found = frozenset(f["signature"] for f in rows[name].findings)
             settings = dataclasses.replace(task[2], seed=task[2].seed + 1, known=found)
             again.append((task[0], task[1], settings, share, *task[4:]))
-    by_name = {_row_name(t[0]): t for t in again}
-    for row in _run_isolated(sorted(again, key=lambda t: -t[3]), jobs,
-                             _task_limit(left, tasks[0][2], len(tasks[0][1])), deadline):
-        if not row.not_run:
-            yield by_name[row.name], row
+    return sorted(again, key=lambda t: -t[3])
 
 
 def _task_limit(per_template: float | None, run: RunSettings, n_props: int) -> float:

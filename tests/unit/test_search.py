@@ -166,3 +166,31 @@ def test_skipped_inputs_are_counted_with_their_reason():
     assert result.skipped > 0 and result.why_unchecked() == "needs two messages"
     assert result.checked == pytest.approx(result.examples / result.tries)
     assert result.to_json()["skip_reasons"] == {"needs two messages": result.skipped}
+
+
+def test_a_sweeps_second_pass_goes_to_the_rows_that_gained_most():
+    from chainfuzz.report import Row
+    from chainfuzz.sweep import MIN_SECOND_PASS, second_shares
+
+    run = RunSettings(seed=5)
+    tasks = [(f"/t/{n}.jinja", ["template.renders"], run, 10.0, None, 0) for n in ("busy", "idle", "broken")]
+    rows = {"busy": Row("busy", seconds=10, gain=400, findings=[{"signature": "abc"}]),
+            "idle": Row("idle", seconds=10, gain=0), "broken": Row("broken", error="does not compile")}
+    again = second_shares(tasks, rows, jobs=2, left=20.0)
+    assert [t[0] for t in again] == ["/t/busy.jinja"]  # idle's share is under the minimum
+    assert again[0][3] > 2 * 20.0 * 0.9 and again[0][2].seed == 6 and again[0][2].known == {"abc"}
+    even = {"busy": Row("busy", seconds=10, gain=0), "idle": Row("idle", seconds=10, gain=0)}
+    assert [t[3] for t in second_shares(tasks, even, 2, 20.0)] == [20.0, 20.0]
+    assert second_shares(tasks, even, 1, MIN_SECOND_PASS) == []
+
+
+def test_fuzz_gives_the_second_pass_to_the_harness_gaining_coverage():
+    from chainfuzz.fuzz.launch import MIN_SECOND_PASS, _second_pass
+    from chainfuzz.report import HarnessRun
+
+    runs = {"template": HarnessRun("template", 10, wall=12, gain=900), "tokenizer": HarnessRun("tokenizer", 10, wall=12)}
+    assert _second_pass(runs, 60) == [("template", 60)]
+    flat = {"template": HarnessRun("template", 10, wall=12), "tokenizer": HarnessRun("tokenizer", 10, wall=12)}
+    assert sorted(_second_pass(flat, 60)) == [("template", 30), ("tokenizer", 30)]
+    assert _second_pass(runs, MIN_SECOND_PASS - 1) == []
+    assert _second_pass({"template": runs["template"]}, 60) == []

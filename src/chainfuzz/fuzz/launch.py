@@ -1,14 +1,17 @@
 """``chainfuzz fuzz``: run atheris harnesses on a target, each in a subprocess, and summarise.
 
-Each harness runs as ``python -m chainfuzz.fuzz.harness`` under libFuzzer's ``-max_total_time``;
-the budget is shared equally by the harnesses that apply to the target. libFuzzer ends its
+Each harness runs as ``python -m chainfuzz.fuzz.harness`` under libFuzzer's ``-max_total_time``.
+Several harnesses share the budget in two passes, as `runner.run_searches` shares a check's:
+first an even floor each (`runner.FLOOR_SHARE` of the budget), then the rest to the harnesses
+that gained most per second (new coverage features in libFuzzer's log, new defects), each
+continuing from the inputs it kept in the first pass. libFuzzer ends its
 process with ``exit()``, so the harness reports through a JSON-lines event file (findings, and
 running counts) and libFuzzer's own ``Done N runs`` line, read back here.
 
 Seeds are package data (`SEEDS`, one folder per harness); the inputs libFuzzer keeps go to
 ``--inputs DIR/<harness>`` (or a temporary folder), never into the seeds.
 
-``--budget`` is the command's wall-clock time: each harness gets an equal share of what is
+``--budget`` is the command's wall-clock time: each harness run gets its share of what is
 left when it starts, start-up included, and stops itself at its end (``harness --budget``),
 shrinking included; a harness still running `STARTUP_SECONDS` + `GRACE_SECONDS` past it is
 killed. A harness process dies with chainfuzz (`limits.die_with_parent`) and searches under
@@ -30,6 +33,7 @@ from pathlib import Path
 from ..context import Context
 from ..errors import ChainfuzzError, UsageError
 from ..internal import limits
+from ..internal.runner import FLOOR_SHARE, NEW_KEY_GAIN
 from ..report import FuzzReport, HarnessRun
 from ..targets import load_targets
 
@@ -44,6 +48,9 @@ GRACE_SECONDS = 5
 # final "Done N runs") and of its event file (~200 bytes a second of statistics, ~3 KB a finding).
 LOG_HEAD, LOG_TAIL = 64 << 10, 256 << 10
 MAX_EVENTS_BYTES = 16 << 20
+# A second run of a harness pays its start-up again (2-5 s measured: imports, loading,
+# instrumenting): a second-pass share below this is not worth it.
+MIN_SECOND_PASS = 10
 
 
 def plan(path: str | Path, harness: str, budget: float) -> list[tuple[str, int]]:
@@ -79,24 +86,50 @@ def fuzz(path: str | Path, *, harness: str = "all", budget: float = 60, crashes_
     report = FuzzReport(str(path))
     end = time.monotonic() + budget
     harnesses = plan(path, harness, budget)
-    for i, (name, _) in enumerate(harnesses):  # what is left (planning took some), shared equally
-        seconds = max(1, round((end - time.monotonic()) / (len(harnesses) - i)))
-        if progress:
-            progress(f"fuzzing {path} with the {name} harness for {seconds}s")
-        report.runs.append(_run(name, path, seconds, crashes_dir, seed, inputs_dir, instrument,
-                                property_dirs))
+    # One harness, or too little time for a second pass: an even share each, in one pass.
+    floor = FLOOR_SHARE if len(harnesses) > 1 and budget * (1 - FLOOR_SHARE) >= 2 * MIN_SECOND_PASS else 1.0
+    runs: dict[str, HarnessRun] = {}
+    with tempfile.TemporaryDirectory(prefix="chainfuzz-inputs-") as kept:
+        work = {name: (inputs_dir or Path(kept)) / name for name, _ in harnesses}
+        for i, (name, _) in enumerate(harnesses):  # what is left (planning took some), shared
+            left = end - time.monotonic()
+            seconds = max(1, round(min(left / (len(harnesses) - i), floor * budget / len(harnesses))))
+            if progress:
+                progress(f"fuzzing {path} with the {name} harness for {seconds}s")
+            runs[name] = _run(name, path, seconds, crashes_dir, seed, work[name], instrument, property_dirs)
+            report.runs.append(runs[name])
+        for name, seconds in _second_pass(runs, end - time.monotonic()):
+            if progress:
+                progress(f"fuzzing {path} with the {name} harness for {seconds}s more")
+            runs[name].merge(_run(name, path, seconds, crashes_dir, seed, work[name], instrument,
+                                  property_dirs))
     return report
 
 
+def _second_pass(runs: dict[str, HarnessRun], left: float) -> list[tuple[str, int]]:
+    """(harness, seconds) of the second pass: ``left`` shared by gain per second."""
+    if len(runs) < 2 or left < MIN_SECOND_PASS:
+        return []
+    rate = {name: (run.gain + 1) / max(run.wall, 1.0) for name, run in runs.items()
+            if not run.internal_error}
+    total = sum(rate.values())
+    shares = [(name, int(left * r / total)) for name, r in rate.items()]
+    chosen = [(name, s) for name, s in shares if s >= MIN_SECOND_PASS]
+    spare = left - sum(s for _, s in chosen)  # shares too small to run go to the best
+    if chosen:
+        best = max(chosen, key=lambda c: rate[c[0]])
+        chosen = [(n, s + int(spare) if n == best[0] else s) for n, s in chosen]
+    return sorted(chosen, key=lambda c: -rate[c[0]])
+
+
 def _run(harness: str, path, seconds: int, crashes_dir: Path, seed: int | None,
-         inputs_dir: Path | None, instrument: bool, property_dirs) -> HarnessRun:
+         work: Path, instrument: bool, property_dirs) -> HarnessRun:
     with tempfile.TemporaryDirectory(prefix="chainfuzz-fuzz-") as tmp:
         tmp = Path(tmp)
-        work = (inputs_dir / harness) if inputs_dir else tmp / "inputs"
         try:
             work.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"--inputs {inputs_dir}: cannot create {work}: {exc.strerror}") from None
+            raise UsageError(f"--inputs {work.parent}: cannot create {work}: {exc.strerror}") from None
         seeds = SEEDS / harness
         events, log = tmp / "events.jsonl", tmp / "fuzz.log"
         own_budget = seconds + STARTUP_SECONDS  # when it is killed
@@ -168,6 +201,8 @@ def _result(harness: str, seconds: int, rc: int | None, log: str, events: list[d
         run.checked = round(run.checked * run.executions / stats[-1]["executions"])
     run.seconds = ended - start if start else 0.0
     run.findings = [e for e in events if e["event"] == "finding"]
+    features = [int(n) for n in re.findall(r"\bft: (\d+)", log)]  # libFuzzer's coverage features
+    run.gain = (features[-1] - features[0] if features else 0) + NEW_KEY_GAIN * len(run.findings)
     run.known = [e for e in events if e["event"] == "known"]
     internal = [e for e in events if e["event"] == "internal_error"]
     if internal:
