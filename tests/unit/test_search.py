@@ -145,7 +145,10 @@ def test_interesting_inputs_are_remembered_across_runs_and_the_store_stays_bound
 def test_time_goes_to_the_search_still_finding_new_behaviour_after_a_floor_for_each():
     """Two searches: one whose inputs keep showing new shapes, one that sees a single input
     over and over. Each gets at least its floor; the rest goes to the first."""
-    varied = _prop("t.varied", lambda ctx, case: None, _texts)
+    many = st.fixed_dictionaries({"messages": st.lists(st.fixed_dictionaries(
+        {"role": st.sampled_from(["user", "assistant", "system", "tool"]),
+         "content": st.lists(st.text(), max_size=4)}), min_size=1, max_size=6)})
+    varied = _prop("t.varied", lambda ctx, case: None, lambda ctx: many)
     same = _prop("t.same", lambda ctx, case: time.sleep(0.001),
                  lambda ctx: st.just({"messages": [{"role": "user", "content": "x"}]}))
     run = RunSettings(max_examples=None, seed=1)
