@@ -38,6 +38,7 @@ class Property:
     description: str
     module: str = field(compare=False, default="")
     aliases: tuple[str, ...] = ()
+    examples: Callable[[Any], list] | None = None  # ctx -> boundary cases checked before any search
 
 
 _REGISTRY: dict[str, Property] = {}
@@ -51,6 +52,7 @@ def property(  # noqa: A001 - the public name mirrors the concept
     applies_to: str = "template",
     severity: str = "error",
     aliases: tuple[str, ...] = (),
+    examples: Callable[[Any], list] | None = None,
 ) -> Callable[[Callable], Callable]:
     """Register ``fn(ctx, case)`` as the invariant ``id``.
 
@@ -58,6 +60,8 @@ def property(  # noqa: A001 - the public name mirrors the concept
     the kind of target it needs (a row of `chainfuzz.kinds.AVAILABLE_KINDS`): "template",
     "tokenizer", "chain" (a template with a tokenizer, or mistral-common's request encoder)
     or "engine" (a model folder with weights). ``aliases`` are ids it had before a rename.
+    ``examples(ctx)``, if given, lists boundary cases checked before the search draws any
+    (empty texts, every role alone...): Hypothesis reaches them late or never by chance.
     The docstring of ``fn`` is the property's definition shown by ``chainfuzz properties``.
     """
     if applies_to not in kinds.AVAILABLE_KINDS:
@@ -72,7 +76,8 @@ def property(  # noqa: A001 - the public name mirrors the concept
         if existing is not None and existing.module != fn.__module__:
             raise ValueError(f"property {id!r} is already registered by {existing.module}")
         doc = " ".join((fn.__doc__ or "").split())
-        _REGISTRY[id] = Property(id, fn, inputs, applies_to, severity, doc, fn.__module__, tuple(aliases))
+        _REGISTRY[id] = Property(id, fn, inputs, applies_to, severity, doc, fn.__module__, tuple(aliases),
+                                 examples)
         _ALIASES.update({alias: id for alias in aliases})
         return fn
 

@@ -197,3 +197,13 @@ def test_fuzz_gives_the_second_pass_to_the_harness_gaining_coverage():
     assert sorted(_second_pass(flat, 60)) == [("template", 30), ("tokenizer", 30)]
     assert _second_pass(runs, MIN_SECOND_PASS - 1) == []
     assert _second_pass({"template": runs["template"]}, 60) == []
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_a_propertys_boundary_examples_are_checked_before_any_drawn_input(listed):
+    rare = {"messages": [{"role": "user", "content": "zebra-7"}]}
+    prop = registry.Property(id="t.rare", check=_rare, inputs=_texts, applies_to="template",
+                             severity="error", description="",
+                             examples=(lambda ctx: [rare, rare]) if listed else None)
+    result = run_property(prop, _ctx(), RunSettings(max_examples=1, seed=4))
+    assert [f.key for f in result.findings] == (["rare"] if listed else [])

@@ -32,7 +32,7 @@ from ..errors import ChainfuzzError, Failure
 from . import limits
 from .memory import Memory
 from .mutate import Mutator, copy_json
-from .text import clip, clip_value
+from .text import clip, clip_value, dumps_json
 from .reduce import reduce_case
 from ..registry import Property
 
@@ -329,6 +329,7 @@ class Search:
                 for case in remembered:
                     self.mutator.learn(case)
                 self.corpus.extend(remembered)
+            self.pending += self._examples()
             self.strategy = self._strategy()
         while self.pending and self.active and time.monotonic() < until:
             self._check_direct(self.pending.pop(0), mutant=False)
@@ -351,6 +352,14 @@ class Search:
 
     def _strategy(self):
         return self.props[0].inputs(self.ctx)
+
+    def _examples(self) -> list[dict]:
+        """The properties' boundary cases (`Property.examples`), each once."""
+        cases: dict[str, dict] = {}
+        for prop in self.props:
+            for case in (prop.examples(self.ctx) if prop.examples else ()):
+                cases.setdefault(dumps_json(case), case)
+        return list(cases.values())
 
     def _mutate(self, until: float) -> None:
         """Check mutants of the corpus until ``until``."""
