@@ -6,6 +6,7 @@ trivial template, with a twin where the behaviour must not show.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -90,20 +91,29 @@ def test_mutation_finds_what_splicing_reaches_and_shrinks_it():
     assert len(case["messages"]) == 2 and all(len(m["content"]) == 6 for m in case["messages"])
 
 
-def test_structural_mutants_keep_fixed_fields_and_bounded_sizes():
+def test_mutants_stay_in_the_space_their_inputs_were_drawn_from():
+    """Roles, message order, ids, tool names and JSON-string arguments are never edited;
+    numbers keep values their field held; words-only fields stay words; sizes stay bounded."""
     import random
 
     m = mutate.Mutator(random.Random(0), ("<|im_end|>",))
+    call = {"id": "abcdefghi", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
     case = {"messages": [{"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": None, "tool_calls": [call]},
                          {"role": "tool", "tool_call_id": "abcdefghi", "content": "x" * 200}],
-            "tools": None}
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "chunks": [1, 2], "reply": "two words", "add_generation_prompt": False}
     m.learn(case)
-    for _ in range(300):
+    m.learn({"chunks": [4], "reply": "other"})
+    for _ in range(500):
         case = m.mutate(case)
-        assert all(msg.get("tool_call_id", "abcdefghi") == "abcdefghi" for msg in case["messages"])
-        assert {msg["role"] for msg in case["messages"]} <= {"user", "tool"}
-    assert len(case["messages"]) <= mutate.MAX_ITEMS
-    assert max(len(msg["content"]) for msg in case["messages"]) <= 200
+        assert [msg["role"] for msg in case["messages"]] == ["user", "assistant", "tool"]
+        assert case["messages"][1]["tool_calls"] == [call] and case["messages"][2]["tool_call_id"] == "abcdefghi"
+        assert case["tools"] == [{"type": "function", "function": {"name": "f"}}]
+        assert set(case["chunks"]) <= {1, 2, 4} and 1 <= len(case["chunks"]) <= 2
+        assert re.fullmatch(r"[a-z ]+", case["reply"]) and len(case["reply"]) < 200
+    assert len(case["messages"][2]["content"]) <= 200
+    assert case["messages"][0]["content"] != "hi" or case["messages"][2]["content"] != "x" * 200
 
 
 def _rare(ctx, case):
