@@ -29,7 +29,7 @@ all properties: examples over the run's seconds) against transformers' raw rende
 same template (`bench_template.raw_renderer`), for bench_template's three templates; target:
 at least 25%.
 
-Usage: python bench/bench_search.py [--seeds N] [--cap S] [--checked [--jobs N]] [--throughput [--budget B]]
+Usage: python bench/bench_search.py [--seeds N] [--cap S] [--checked [--jobs N] [--limit N]] [--throughput [--budget B]]
 """
 
 from __future__ import annotations
@@ -233,8 +233,8 @@ def check_json(path: Path, *args) -> dict:
         return json.loads(report.read_text(encoding="utf-8")) if report.exists() else {}
 
 
-def bench_checked(jobs: int) -> None:
-    paths = sorted(corpus.templates_dir().glob("*.jinja"))
+def bench_checked(jobs: int, limit: int | None) -> None:
+    paths = sorted(corpus.templates_dir().glob("*.jinja"))[:limit]
     fractions: dict[str, list[tuple[float, str]]] = {}
     failed = []
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:  # each check is its own process
@@ -286,6 +286,7 @@ def main() -> None:
     parser.add_argument("--cap", type=float, default=60.0, help="seconds before 'not found'")
     parser.add_argument("--checked", action="store_true", help="checked fraction over the real templates")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--limit", type=int, help="--checked: only the first N templates (alphabetical)")
     parser.add_argument("--throughput", action="store_true", help="end-to-end rate against raw renders")
     parser.add_argument("--budget", type=float, default=10.0, help="--throughput's check budget")
     parser.add_argument("--cases", type=int, default=200, help="--throughput's raw-render cases")
@@ -293,7 +294,7 @@ def main() -> None:
     if not (args.checked or args.throughput):
         bench_detection(args.seeds, args.cap)
     if args.checked:
-        bench_checked(args.jobs)
+        bench_checked(args.jobs, args.limit)
     if args.throughput:
         bench_throughput(args.budget, args.cases)
 
