@@ -28,7 +28,7 @@ _PLAIN = re.compile(r"[A-Za-z0-9 ]+")
 
 # Fields mutation leaves alone: they tie a case together (a tool result to its call, a call to
 # its schema, a part to its kind), or hold JSON in a string.
-_FIXED_KEYS = frozenset({"role", "type", "id", "tool_call_id", "name", "arguments", "tools"})
+FIXED_KEYS = frozenset({"role", "type", "id", "tool_call_id", "name", "arguments", "tools"})
 _EDGES = ("", " ", "\n", "a", "  ", "\t", "\u00a0")
 MAX_POOL = 2000  # strings kept for splicing; a corpus of 200 conversations yields ~1,500
 MAX_NUMBERS = 200  # values kept per numeric field
@@ -52,7 +52,7 @@ def _slots(value, field: str = "") -> Iterator[tuple[object, object, object, str
     ``field`` is the nearest dict key above it (the list's name for a list's items)."""
     if isinstance(value, dict):
         for k, v in value.items():
-            if k in _FIXED_KEYS or k.startswith("tool_call"):
+            if k in FIXED_KEYS or k.startswith("tool_call"):
                 continue
             yield value, k, v, k
             yield from _slots(v, k)

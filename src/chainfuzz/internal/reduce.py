@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 from typing import Callable, Iterator
 
+from .mutate import FIXED_KEYS
+
 _OPTIONAL_KEYS = ("reasoning_content", "name")
 
 
@@ -51,7 +53,8 @@ def _candidates(case: dict, texts: bool = False) -> Iterator[dict]:
 
 
 def _shorter_texts(case: dict) -> Iterator[dict]:
-    """The case with one text cut: a chunk of 1/2, 1/4, ... of it removed, never emptied."""
+    """The case with one text cut: a chunk of 1/2, 1/4, ... of it removed, never emptied;
+    the fields mutation never edits (`mutate`) are not cut either."""
     paths = [path for path, value in _strings(case, ()) if len(value) > 1]
     for path in paths:
         value = _get(case, path)
@@ -59,20 +62,24 @@ def _shorter_texts(case: dict) -> Iterator[dict]:
         while size >= 1:
             for start in range(0, len(value) - size + 1, size):
                 cut = value[:start] + value[start + size:]
-                if cut:
+                if cut and _no_new_edges(value, cut):
                     edited = copy.deepcopy(case)
                     _set(edited, path, cut)
                     yield edited
             size //= 2
 
 
-_FIXED = frozenset({"role", "type", "id", "tool_call_id"})
+def _no_new_edges(value: str, cut: str) -> bool:
+    """A cut that leaves no whitespace at an end, and no double space, the text had not: words
+    joined by single spaces stay so, and a trimming defect is not blamed on the shrinker."""
+    return ((not cut[:1].isspace() or value[:1].isspace()) and (not cut[-1:].isspace() or value[-1:].isspace())
+            and ("  " not in cut or "  " in value))
 
 
 def _strings(value, path):
     if isinstance(value, dict):
         for k, v in value.items():
-            if k not in _FIXED:
+            if k not in FIXED_KEYS:
                 yield from _strings(v, (*path, k))
     elif isinstance(value, list):
         for i, v in enumerate(value):
