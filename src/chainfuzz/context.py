@@ -11,7 +11,9 @@ from .errors import Skip, UsageError
 from .kinds import kind
 from .kinds import names as kind_names
 from .targets import Target
+from . import strategies as _strategies
 from .template import markers as _markers
+from .template.constraints import Accepts, learn_accepts
 from .template.render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
 from .template.structure import Structure, learn_structure
 
@@ -89,6 +91,42 @@ class Context:
     def structure(self) -> Structure:
         """Turn structure learned from probe renderings (add_generation_prompt=False)."""
         return learn_structure(lambda msgs: self.render(msgs))
+
+    @cached_property
+    def accepts(self) -> Accepts:
+        """The conversations the template renders, learned from probe renderings on first use
+        (`chainfuzz.template.constraints`); their renders count against the command's budget."""
+        return learn_accepts(lambda msgs, tools=None: self.render(msgs, tools=tools))
+
+    def _constraints(self, overrides: dict) -> dict:
+        """The learned constraints narrowed by ``overrides``: a boolean holds only if both
+        allow it, option lists keep the options in both; other keywords (``txt``, ``end``,
+        ``markers``, ``min_messages``...) are the caller's."""
+        kw = {"markers": self.markers, **self.accepts.strategy_kwargs()}
+        for key, value in overrides.items():
+            learned = kw.get(key)
+            if isinstance(value, bool) and isinstance(learned, bool):
+                kw[key] = learned and value
+            elif key in ("system_placements", "irregularities"):
+                kw[key] = tuple(v for v in value if v in learned) or tuple(value[:1])
+            elif key == "end" and value is None:
+                continue  # the learned end stays (a template may refuse to end on an assistant)
+            else:
+                kw[key] = value
+        if "tools" in overrides and "tool_schemas" not in overrides:
+            kw["tool_schemas"] = kw["tool_schemas"] and overrides["tools"]  # as conversations() has it
+        return kw
+
+    def conversations(self, **overrides):
+        """`chainfuzz.strategies.conversations` drawing only what the template accepts
+        (`accepts`), with the target's markers in the text; ``overrides`` narrow it further.
+        Properties other than ``template.renders`` draw from it, so they check what they draw."""
+        return _strategies.conversations(**self._constraints(overrides))
+
+    def edge_conversations(self, **overrides) -> list[dict]:
+        """`chainfuzz.strategies.edge_conversations` the template accepts, narrowed like
+        `conversations`: the boundary cases to check first."""
+        return _strategies.edge_conversations(**self._constraints(overrides))
 
     @cached_property
     def minijinja(self):

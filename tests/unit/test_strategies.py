@@ -178,3 +178,78 @@ def test_reduction_keeps_tool_results_with_their_call():
     assert reduced["messages"][0]["tool_calls"] == [call]
     assert reduced["tools"] is None and "reasoning_content" not in str(reduced)
     assert_schema_shaped(reduced)
+
+
+# --- narrowing to what a template accepts, and boundary cases ----------------------------------
+
+NARROW = dict(system_placements=("first",), irregularities=("none",), developer=False,
+              content_parts=False, null_content=False, parallel_calls=False, call_id_prefix=False,
+              string_arguments=False, object_results=False, tool_schemas=False, reasoning=False)
+
+
+@fuzz
+@given(conversations(MARKERS, **NARROW))
+def test_narrowed_conversations_stay_in_their_space(case):
+    from chainfuzz.strategies import allowed
+
+    assert_schema_shaped(case)
+    assert allowed(case, **NARROW), case
+    messages = case["messages"]
+    assert messages[0]["role"] == "system" and case["tools"] is None
+    roles = [m["role"] for m in messages if m["role"] != "tool" and not m.get("tool_calls")]
+    assert all(a != b for a, b in zip(roles[1:], roles[2:])), roles  # strictly alternating
+    for m in messages:
+        assert m["content"] is not None and not isinstance(m["content"], list) or m["role"] == "tool"
+        for call in m.get("tool_calls", ()):
+            assert len(call["id"]) == 9 and isinstance(call["function"]["arguments"], dict)
+        assert len(m.get("tool_calls", ())) <= 1
+
+
+@fuzz
+@given(conversations(MARKERS, min_messages=2, end="user", irregularities=("none",)))
+def test_min_messages_keeps_the_end(case):
+    assert_schema_shaped(case)
+    assert len(case["messages"]) >= 2 and case["messages"][-1]["role"] == "user"
+
+
+@fuzz
+@given(conversations(MARKERS))
+def test_the_default_space_is_allowed(case):
+    from chainfuzz.strategies import allowed
+
+    assert allowed(case)
+
+
+def test_texts_put_markers_and_whitespace_at_their_edges():
+    from chainfuzz.strategies import text
+
+    heads = {m[:i] for m in MARKERS for i in range(2, len(m))}
+    tails = {m[i:] for m in MARKERS for i in range(1, len(m) - 1)}
+    find(text(MARKERS), lambda t: any(t.startswith(p) and len(t) > len(p) for p in tails), settings=search)
+    find(text(MARKERS), lambda t: any(t.endswith(p) and len(t) > len(p) for p in heads), settings=search)
+    find(text(MARKERS), lambda t: t.startswith(" ") and t.endswith("\n") and t.strip(), settings=search)
+    # whole markers can be left out, fragments stay
+    find(text(MARKERS, whole_markers=False), lambda t: "<|im_" in t, settings=search)
+
+
+def test_edge_conversations_cover_the_boundaries():
+    from chainfuzz.strategies import edge_conversations
+
+    cases = edge_conversations(MARKERS)
+    for case in cases:
+        assert_schema_shaped(case)
+    shapes = [tuple(m["role"] for m in c["messages"]) for c in cases]
+    for role in ("system", "developer", "user", "assistant"):
+        assert (role,) in shapes
+    assert {(a, b) for a in ("system", "user", "assistant") for b in ("system", "user", "assistant")} <= set(shapes)
+    assert ("user", "assistant", "tool") in shapes  # a tool result right after its call
+    contents = [m["content"] for c in cases for m in c["messages"] if isinstance(m["content"], str)]
+    assert {"", "a", " hello "} <= set(contents)
+    for m in MARKERS:
+        assert {m + "hello", "hel" + m + "lo", "hello" + m} <= set(contents)
+    # the simplest come first: a runner feeding them in order starts with one short message
+    assert cases[0]["messages"] == [{"role": "user", "content": "hello"}]
+    # narrowing leaves out what the space excludes
+    narrow = edge_conversations(MARKERS, tools=False, irregularities=("none",), developer=False)
+    assert narrow and all(m["role"] not in ("tool", "developer") for c in narrow for m in c["messages"])
+    assert ("user", "user") not in [tuple(m["role"] for m in c["messages"]) for c in narrow]
