@@ -74,6 +74,12 @@ class Context:
         """How the template opens and closes turns, inferred from probe renderings."""
         return _markers.turn_markers(self.target.source, self.markers, self.structure.samples)
 
+    @cached_property
+    def no_turn_markers(self) -> str:
+        """Why `turn_markers` is empty, in words a user can check."""
+        return _markers.why_no_turn_markers(self.target.source, self.markers, self.structure.samples,
+                                            self.structure.failures)
+
     def unbalanced_turn(self, text: str) -> tuple[str, str] | None:
         """The first turn-marker imbalance in ``text`` (a turn opened and not closed, or
         closed and not opened) as (key, description); None when every turn is closed."""

@@ -41,6 +41,19 @@ def _accepted_cases_with_flag(ctx):
         lambda t: {**t[0], "add_generation_prompt": t[1]})
 
 
+def _edges(ctx):
+    """template.renders' boundary cases (`chainfuzz.strategies.edge_conversations`), the whole
+    space: without a generation prompt, and with one where the last message awaits a reply."""
+    cases = cst.edge_conversations(ctx.markers)
+    return [{**c, "add_generation_prompt": False} for c in cases] + [
+        {**c, "add_generation_prompt": True} for c in cases if c["messages"][-1]["role"] == "user"]
+
+
+def _accepted_edges(ctx):
+    """The boundary cases the template accepts (`Context.edge_conversations`)."""
+    return [{**c, "add_generation_prompt": False} for c in ctx.edge_conversations()]
+
+
 def _render_case(ctx, case, *, skip=True, **kw):
     render = ctx.render_or_skip if skip else ctx.render
     return render(case["messages"], tools=case.get("tools"),
@@ -52,7 +65,7 @@ def _render_case(ctx, case, *, skip=True, **kw):
 _UNBOUNDED = "MemoryLimit:the output or the memory of a render exceeds its limit"
 
 
-@chainfuzz.property("template.renders", inputs=_cases_with_flag, severity="error")
+@chainfuzz.property("template.renders", inputs=_cases_with_flag, severity="error", examples=_edges)
 def renders(ctx, case):
     """Every schema-valid conversation renders, or the template refuses it deliberately with
     raise_exception (recorded as a constraint, warning tier). TypeError, UndefinedError,
@@ -104,7 +117,8 @@ _DEFECT_WORDS = {
 }
 
 
-@chainfuzz.property("template.content_preserved", inputs=_accepted_cases_with_flag, severity="error")
+@chainfuzz.property("template.content_preserved", inputs=_accepted_cases_with_flag, severity="error",
+                    examples=_accepted_edges)
 def content_preserved(ctx, case):
     """Every message's text (content, tool-call names and arguments, tool results) appears in
     the output verbatim and in order. Whitespace trimming is a warning; dropping, re-encoding
@@ -145,7 +159,8 @@ def content_preserved(ctx, case):
 
 # --- template.prefix_stable --------------------------------------------------------------
 
-@chainfuzz.property("template.prefix_stable", inputs=_accepted_cases_with_flag, severity="warning")
+@chainfuzz.property("template.prefix_stable", inputs=_accepted_cases_with_flag, severity="warning",
+                    examples=_accepted_edges)
 def prefix_stable(ctx, case):
     """The rendering of a conversation's first k messages is a prefix of the rendering of the
     whole conversation: history is not rewritten, so a server's KV cache stays valid."""
@@ -185,7 +200,12 @@ def _gen_cases(ctx):
 _EMPTY_REASONING = re.compile(r"\s*<(think|thinking|reasoning|thought)>\s*</\1>\s*")
 
 
-@chainfuzz.property("template.generation_prompt", inputs=_gen_cases, severity="error")
+def _gen_edges(ctx):
+    return [{**c, "reply": "hello there"} for c in ctx.edge_conversations(end="user")]
+
+
+@chainfuzz.property("template.generation_prompt", inputs=_gen_cases, severity="error",
+                    examples=_gen_edges)
 def generation_prompt(ctx, case):
     """render(msgs, add_generation_prompt=True) followed by an assistant reply equals the
     start of render(msgs + [reply]): the text between the generation prompt and the reply is
@@ -228,14 +248,22 @@ def _closed_cases(ctx):
     return ctx.conversations(txt=txt)
 
 
-@chainfuzz.property("template.turns_closed", inputs=_closed_cases, severity="error")
+def _closed_edges(ctx):
+    """Boundary cases with no marker in their texts: turns_closed's space (a text spelling
+    a turn marker unbalances the rendering by the input's doing, not the template's)."""
+    return [c for c in ctx.edge_conversations() if not ctx.has_marker(" ".join(all_strings(c)))]
+
+
+@chainfuzz.property("template.turns_closed", inputs=_closed_cases, severity="error",
+                    examples=_closed_edges)
 def turns_closed(ctx, case):
     """Every turn the template opens is closed. Turn markers are inferred without per-model
     configuration: open/close pairs matched by name (<|im_start|>/<|im_end|>, [INST]/[/INST],
-    <start_of_turn>/<end_of_turn>) that wrap message contents in probe renderings. They must
+    <start_of_turn>/<end_of_turn>, <|turn>/<turn|>) that wrap message contents in probe
+    renderings, or role tokens a closer (or the next role token) ends. They must
     balance in every rendering without a generation prompt, whichever role ends it: a template
     that opens the assistant turn regardless of add_generation_prompt fails."""
-    assume(ctx.turn_markers, "no turn markers found in the template")
+    assume(ctx.turn_markers, ctx.no_turn_markers)
     out = _render_case(ctx, case)
     problem = ctx.unbalanced_turn(out)
     if problem:
@@ -249,7 +277,8 @@ def turns_closed(ctx, case):
 _REPR = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\{'[^'\n]{0,80}': |\[\{'|\['[^'\n]{0,80}'[,\]]")
 
 
-@chainfuzz.property("template.no_repr_leak", inputs=_accepted_cases_with_flag, severity="error")
+@chainfuzz.property("template.no_repr_leak", inputs=_accepted_cases_with_flag, severity="error",
+                    examples=_accepted_edges)
 def no_repr_leak(ctx, case):
     """No Python repr of structured input (None, True, {'a': 1}, ['x']) reaches the output.
     A repr the template writes literally, or text the input itself contains, is exempt."""
@@ -282,7 +311,8 @@ def _render_as_run(ctx, case, run_seed: int, **kw) -> str:
         random.setstate(state)
 
 
-@chainfuzz.property("template.deterministic", inputs=_accepted_cases_with_flag, severity="error")
+@chainfuzz.property("template.deterministic", inputs=_accepted_cases_with_flag, severity="error",
+                    examples=_accepted_edges)
 def deterministic(ctx, case):
     """The same input renders identically across runs (error when not: randomness) and at
     different dates and times (warning: strftime_now puts the date in the prompt)."""
@@ -316,12 +346,24 @@ def _roundtrip_cases(ctx):
                              developer=False, txt=_ROUNDTRIP_TEXT)
 
 
-@chainfuzz.property("template.roundtrip", inputs=_roundtrip_cases, severity="warning")
+_WORDS = re.compile(r"[A-Za-z0-9]+( [A-Za-z0-9]+)*")
+
+
+def _roundtrip_edges(ctx):
+    """Boundary cases in roundtrip's own space: basic roles, contents of words."""
+    cases = ctx.edge_conversations(tools=False, reasoning=False, content_parts=False,
+                                   null_content=False, developer=False)
+    return [c for c in cases if all(m["role"] in BASIC_ROLES and isinstance(m["content"], str)
+                                    and _WORDS.fullmatch(m["content"]) for m in c["messages"])]
+
+
+@chainfuzz.property("template.roundtrip", inputs=_roundtrip_cases, severity="warning",
+                    examples=_roundtrip_edges)
 def roundtrip(ctx, case):
     """The conversation can be recovered from its rendering: turn markers are inferred by
     rendering probe conversations, the output is parsed back and compared with the input."""
     structure = ctx.structure
-    assume(structure.start, "the template refused every probe conversation")
+    assume(structure.start, ctx.no_turn_markers)
     out = _render_case(ctx, case)
     want = [(m["role"], m["content"]) for m in case["messages"]]
     got = structure.parse(out)
@@ -377,7 +419,8 @@ def _construct(ctx, case, ref: str, other: str, d: int) -> str:
     return "output"
 
 
-@chainfuzz.property("template.engines_agree", inputs=_accepted_cases_with_flag, severity="warning")
+@chainfuzz.property("template.engines_agree", inputs=_accepted_cases_with_flag, severity="warning",
+                    examples=_accepted_edges)
 def engines_agree(ctx, case):
     """transformers' jinja2 and minijinja (Rust servers' engine, set up like transformers)
     render the same output, or both refuse; a difference names the construct behind it."""
