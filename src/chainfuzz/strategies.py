@@ -192,6 +192,7 @@ def conversations(
     string_arguments: bool = True,
     object_results: bool = True,
     assistant_first: bool = True,
+    schemas_required: bool = False,
     min_messages: int = 1,
 ) -> st.SearchStrategy[dict]:
     """Cases ``{"messages": [...], "tools": [...] | None}``.
@@ -206,7 +207,8 @@ def conversations(
     lists of text parts, ``null_content`` null assistant content, ``parallel_calls`` several
     calls in one turn, ``call_id_prefix`` "call_..." ids besides 9 alphanumerics,
     ``string_arguments`` arguments as JSON strings, ``object_results`` tool results as
-    objects; ``min_messages`` extends shorter conversations with the next turn.
+    objects, ``schemas_required`` a ``tools`` list in every case (for templates that iterate
+    it unconditionally); ``min_messages`` extends shorter conversations with the next turn.
     ``assistant_first`` only matters to `edge_conversations`: drawn ones never start so.
     Sub-strategies are built once here, not per draw: building them inside draws costs more
     than drawing.
@@ -304,8 +306,11 @@ def conversations(
             messages.append({"role": end, "content": draw(txt)})
         used = [c["function"]["name"] for m in messages for c in m.get("tool_calls", ())]
         schemas = None
-        if tool_schemas and draw(bools):
-            schemas = [tool_schema(nm) for nm in dict.fromkeys(used + draw(extra_tools))] or None
+        if schemas_required or (tool_schemas and draw(bools)):
+            listed = list(dict.fromkeys(used + draw(extra_tools)))
+            if schemas_required and not listed:
+                listed = ["get_weather"]
+            schemas = [tool_schema(nm) for nm in listed] or None
         return {"messages": messages, "tools": schemas}
 
     return build()
@@ -317,7 +322,8 @@ def allowed(case: dict, **constraints) -> bool:
     kw = {"tools": True, "reasoning": True, "end": None, "system_placements": SYSTEM_PLACEMENT,
           "irregularities": IRREGULARITY, "developer": True, "content_parts": True,
           "null_content": True, "tool_schemas": None, "parallel_calls": True, "call_id_prefix": True,
-          "string_arguments": True, "object_results": True, "assistant_first": True, "min_messages": 1}
+          "string_arguments": True, "object_results": True, "assistant_first": True, "min_messages": 1,
+          "schemas_required": False}
     unknown = set(constraints) - set(kw) - {"markers", "max_exchanges", "txt"}
     if unknown:
         raise TypeError(f"unknown constraints: {sorted(unknown)}")
@@ -367,7 +373,7 @@ def allowed(case: dict, **constraints) -> bool:
             if isinstance(call["function"].get("arguments"), str) and not kw["string_arguments"]:
                 return False
     schemas = kw["tools"] if kw["tool_schemas"] is None else kw["tool_schemas"]
-    if case.get("tools") and not schemas:
+    if (case.get("tools") and not schemas) or (kw["schemas_required"] and not case.get("tools")):
         return False
     return kw["end"] is None or msgs[-1]["role"] == kw["end"]
 

@@ -131,3 +131,22 @@ def test_overrides_narrow_the_learned_space():
     assert edges == edge_conversations(**kw)
     assert any("<|im_end|>" in str(m["content"]) for c in edges for m in c["messages"])  # markers placed
     assert not any(m["role"] == "tool" for c in edges for m in c["messages"])
+
+
+NEEDS_TOOLS = """{%- for t in tools %}<tools>{{ t.function.name }}</tools>{% endfor -%}""" + _BODY
+
+
+def test_a_template_that_needs_a_tools_list_gets_one_in_every_case():
+    """Hermes' tool-use template iterates ``tools`` unconditionally: it is learned with one."""
+    ctx = context(NEEDS_TOOLS)
+    accepts = ctx.accepts
+    assert accepts.schemas_required and accepts.system_placements == SYSTEM_PLACEMENT
+    assert [k for k, _ in accepts.refused] == ["no_tool_schemas"]
+
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(ctx.conversations())
+    def renders(case):
+        assert case["tools"]
+        ctx.render(case["messages"], tools=case["tools"])
+
+    renders()

@@ -79,6 +79,8 @@ DESCRIPTIONS = {
     "call_id_prefix": "tool-call ids other than 9 alphanumerics",
     "string_arguments": "tool-call arguments as a JSON string",
     "object_results": "tool results as JSON objects",
+    "no_tool_schemas": "a conversation without a tools list",
+    "tools_list": "a tools list (needed to render anything)",
 }
 
 
@@ -102,6 +104,7 @@ class Accepts:
     call_id_prefix: bool = True
     string_arguments: bool = True
     object_results: bool = True
+    schemas_required: bool = False
     end_assistant: bool = True
     assistant_first: bool = True
     refused: tuple[tuple[str, str], ...] = field(default=())
@@ -116,6 +119,7 @@ class Accepts:
             "reasoning": self.reasoning, "tools": self.tools, "tool_schemas": self.tool_schemas,
             "parallel_calls": self.parallel_calls, "call_id_prefix": self.call_id_prefix,
             "string_arguments": self.string_arguments, "object_results": self.object_results,
+            "schemas_required": self.schemas_required,
             "end": None if self.end_assistant else "user", "assistant_first": self.assistant_first,
         }
 
@@ -134,6 +138,7 @@ class _Prober:
         self.refused: dict[str, str] = {}
         self.count = 0
         self.timeouts = 0
+        self.schemas: list | None = None  # passed to every probe once the template needs it
 
     @property
     def hanging(self) -> bool:
@@ -144,7 +149,7 @@ class _Prober:
             return True  # nothing more can be learned: leave the option in
         self.count += 1
         try:
-            self.render(messages, tools=tools)
+            self.render(messages, tools=tools or self.schemas)
         except Exception as exc:  # noqa: BLE001 - a crash and a raise_exception both refuse the shape
             self.timeouts += getattr(exc, "kind", None) == "timeout"
             self.refused.setdefault(option, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
@@ -168,6 +173,11 @@ def learn_accepts(render: Render) -> Accepts:
         "mid": [_s(), _u(), _a(), _s("be kind"), _u("again")],
     }
     placed = tuple(name for name in SYSTEM_PLACEMENT if p.accepts(f"placement:{name}", placements[name]))
+    if not placed and not p.hanging and p.accepts("tools_list", [_u()], _SCHEMA):
+        # Tool-use templates (Hermes) iterate `tools` unconditionally: probe again with one.
+        p.schemas = _SCHEMA
+        p.refused = {"no_tool_schemas": p.refused["placement:none"]}
+        placed = tuple(name for name in SYSTEM_PLACEMENT if p.accepts(f"placement:{name}", placements[name]))
     if not placed or p.hanging:
         # Not even a lone user message (nor one after a system message) renders: nothing to
         # narrow the generator to. template.renders draws the whole space and reports it.
@@ -202,12 +212,12 @@ def learn_accepts(render: Render) -> Accepts:
         objects = probe("object_results", [_u(), *_calls(_call(), results=[{"sky": "clear"}]), *tail])
     else:
         parallel = prefixed = strings = objects = False
-    schemas = probe("tool_schemas", [_u()], _SCHEMA)
+    schemas = p.schemas is not None or probe("tool_schemas", [_u()], _SCHEMA)
     if p.hanging:
         return Accepts(refused=tuple(p.refused.items()), probes=p.count)
     return Accepts(
         system_placements=placed, irregularities=irregularities, content_parts=content_parts,
         null_content=null_content, reasoning=reasoning, tools=tools, tool_schemas=schemas,
         parallel_calls=parallel, call_id_prefix=prefixed, string_arguments=strings,
-        object_results=objects, end_assistant=end_assistant, assistant_first=assistant_first,
+        object_results=objects, schemas_required=p.schemas is not None, end_assistant=end_assistant, assistant_first=assistant_first,
         refused=tuple(p.refused.items()), probes=p.count)
