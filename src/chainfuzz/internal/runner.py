@@ -104,8 +104,8 @@ class RunSettings:
         """Whether ``result`` has used up the examples, or the tries, this allows."""
         if self.max_examples is None:
             return False
-        return (result.examples >= self.max_examples
-                or result.tries >= self.max_examples * MAX_TRIES_PER_EXAMPLE)
+        return (result.drawn_examples >= self.max_examples
+                or result.tries - result.given >= self.max_examples * MAX_TRIES_PER_EXAMPLE)
 
 
 @dataclass
@@ -140,6 +140,10 @@ class PropertyResult:
     tries: int = 0  # inputs drawn for it (generated, mutated or remembered)
     skipped: int = 0  # of those, inputs the property does not apply to (the template refuses them)
     mutants: int = 0  # of the tries, inputs made by mutation
+    # Of the tries, remembered failures and boundary examples, and how many of those were
+    # skipped: like Hypothesis' explicit examples, they do not count against --max-examples.
+    given: int = 0
+    given_skipped: int = 0
     shrink_steps: int = 0  # inputs tried while shrinking findings
     seconds: float = 0.0  # the search's time, shared with the properties searched with it
     findings: list[Finding] = field(default_factory=list)
@@ -151,6 +155,11 @@ class PropertyResult:
     def examples(self) -> int:
         """Inputs the property was checked on."""
         return self.tries - self.skipped
+
+    @property
+    def drawn_examples(self) -> int:
+        """Examples on inputs the search drew or mutated (what --max-examples counts)."""
+        return self.examples - (self.given - self.given_skipped)
 
     @property
     def checked(self) -> float | None:
@@ -171,6 +180,7 @@ class PropertyResult:
     def to_json(self) -> dict:
         checked = self.checked
         return {"examples": self.examples, "skipped": self.skipped, "mutants": self.mutants,
+                "given": self.given - self.given_skipped,
                 "checked": None if checked is None else round(checked, 3),
                 "skip_reasons": dict(self.reasons.most_common(3)),
                 "shrink_steps": self.shrink_steps,
@@ -259,6 +269,7 @@ class Search:
             result = self.results[prop.id]
             result.tries += 1
             result.mutants += mutant
+            result.given += not mutant
             try:
                 prop.check(self.ctx, case)
             except Failure as f:
@@ -273,11 +284,13 @@ class Search:
                 return
             except UnsatisfiedAssumption as skip:
                 result.skip(str(skip) or "input does not apply")
+                result.given_skipped += not mutant
                 self._observe(prop, "skip", case)
             except limits.BudgetExhausted:
                 raise
             except Exception as exc:  # noqa: BLE001 - a mutant the property cannot take
                 result.skip(f"the property cannot take this input ({type(exc).__name__})")
+                result.given_skipped += not mutant
             else:
                 self._observe(prop, "pass", case)
             if self.run.exhausted(result):
@@ -429,7 +442,7 @@ class Search:
             if not checked:
                 reject()
 
-        remaining = [run.max_examples - self.results[p.id].examples for p in self.active] \
+        remaining = [run.max_examples - self.results[p.id].drawn_examples for p in self.active] \
             if run.max_examples is not None else [10**9]
         search = settings(
             database=None, max_examples=max(1, max(remaining, default=1)), deadline=None,
