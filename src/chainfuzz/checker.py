@@ -73,6 +73,8 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
         results = {(id(s.ctx), pid): r for s in searches for pid, r in s.results.items()}
         for treport, (ctx, props) in zip(report.targets, plan):
             treport.results.extend(results[id(ctx), p.id] for p in props)
+            learned = ctx.__dict__.get("accepts")  # learned on first use, if a property asked
+            treport.refuses = learned.summary() if learned is not None else ""
     report.seconds = time.monotonic() - start
     return report
 

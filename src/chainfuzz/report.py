@@ -52,6 +52,9 @@ class TargetReport:
     ran: dict[str, list[str]] = field(default_factory=dict)
     json_keys: dict[str, str] = field(default_factory=dict)  # label -> key in --json's stats
     unavailable: dict[str, str] = field(default_factory=dict)
+    # What the template refuses, as learned (`template.constraints.Accepts.summary`): the
+    # shapes its properties other than template.renders were not fed.
+    refuses: str = ""
 
     @property
     def findings(self) -> list[Finding]:
@@ -102,6 +105,9 @@ class CheckReport:
             "targets": {t.target.name: {r.property.id: r.to_json() for r in t.results}
                         for t in self.targets},
         }
+        refusing = {t.target.name: t.refuses for t in self.targets if t.refuses}
+        if refusing:
+            stats["refuses"] = refusing
         for t in self.targets:  # "tokenizers": what ran and what could not; "engines": what ran
             for label, names in t.ran.items():
                 key = t.json_keys[label]
@@ -143,6 +149,9 @@ def _target_table(t: TargetReport, out: TextIO) -> None:
         print(f"  {label}: {printable(', '.join(names), SHOWN_LIMIT)}", file=out)
     for impl, why in t.unavailable.items():
         print(f"  not run: {printable(impl)}: {printable(why, SHOWN_LIMIT)}", file=out)
+    if t.refuses:
+        print(f"  the template {printable(t.refuses, SHOWN_LIMIT)}; only template.renders was fed those",
+              file=out)
     width = max([len(r.property.id) for r in t.results] + [8])
     print(f"  {'property':<{width}}  {'examples':>8}  {'skipped':>7}  {'checked':>7}  {'errors':>6}  "
           f"{'warnings':>8}  {'time':>6}", file=out)

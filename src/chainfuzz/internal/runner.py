@@ -21,6 +21,7 @@ import hashlib
 import random
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
@@ -315,7 +316,11 @@ class Search:
         may go on to ``deadline``), or until every property is done; the gain it made."""
         gain0, start = self.gain, time.monotonic()
         try:
-            self._step(until, deadline)
+            with warnings.catch_warnings():
+                # Hypothesis warns when it builds the repr of a strategy holding a long list
+                # (every marker of a template): chainfuzz never shows that repr.
+                warnings.filterwarnings("ignore", "Generating overly large repr")
+                self._step(until, deadline)
         except limits.BudgetExhausted:
             self.active.clear()
         except ChainfuzzError:
