@@ -13,7 +13,7 @@ from .kinds import names as kind_names
 from .targets import Target
 from . import strategies as _strategies
 from .template import markers as _markers
-from .template.constraints import Accepts, learn_accepts
+from .template.constraints import PROBE_TOOLS, Accepts, learn_accepts
 from .template.render import DEFAULT_MAX_OUTPUT, DEFAULT_TIME_LIMIT, Renderer, RenderError
 from .template.structure import Structure, learn_structure
 
@@ -95,8 +95,10 @@ class Context:
 
     @cached_property
     def structure(self) -> Structure:
-        """Turn structure learned from probe renderings (add_generation_prompt=False)."""
-        return learn_structure(lambda msgs: self.render(msgs))
+        """Turn structure learned from probe renderings (add_generation_prompt=False), with a
+        tools list where the template renders nothing without one (`accepts`)."""
+        tools = PROBE_TOOLS if self.accepts.schemas_required else None
+        return learn_structure(lambda msgs: self.render(msgs, tools=tools))
 
     @cached_property
     def accepts(self) -> Accepts:

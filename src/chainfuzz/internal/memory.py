@@ -50,10 +50,10 @@ class Memory:
                 out.append(case)
         return out
 
-    def failures(self) -> list[dict]:
-        """Every property's remembered failing inputs, smallest first."""
-        cases = [c for key in self.keys.values() for c in self._fetch(key + b"/failures")]
-        return sorted(cases, key=lambda c: len(dumps_json(c)))
+    def failures(self) -> list[tuple[str, dict]]:
+        """(property id, input) of every property's remembered failures, smallest first."""
+        cases = [(pid, c) for pid, key in self.keys.items() for c in self._fetch(key + b"/failures")]
+        return sorted(cases, key=lambda pc: len(dumps_json(pc[1])))
 
     def corpus(self) -> list[dict]:
         return [c for key in self.keys.values() for c in self._fetch(key + b"/corpus")]

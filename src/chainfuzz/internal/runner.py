@@ -228,7 +228,9 @@ class Search:
         self.seconds = 0.0
         self.generated = 0.0  # seconds spent in Hypothesis runs, against mutation's
         self.strategy = None
-        self.pending: list[dict] = []  # remembered inputs to check first
+        # Inputs to check first, each with the properties it is for: remembered failures
+        # and the properties' boundary examples.
+        self.pending: list[tuple[dict, frozenset[str]]] = []
         self.started = False
 
     @property
@@ -263,10 +265,10 @@ class Search:
         if prop in self.active:
             self.active.remove(prop)
 
-    def _check_direct(self, case: dict, mutant: bool) -> None:
-        """Check a remembered or mutated input with every active property; a new defect is
-        shrunk by `reduce_failure` and recorded."""
-        for prop in list(self.active):
+    def _check_direct(self, case: dict, mutant: bool, only: frozenset[str] | None = None) -> None:
+        """Check a remembered or mutated input with every active property (``only``: with
+        those named); a new defect is shrunk by `reduce_failure` and recorded."""
+        for prop in [p for p in self.active if only is None or p.id in only]:
             result = self.results[prop.id]
             result.tries += 1
             result.mutants += mutant
@@ -342,7 +344,7 @@ class Search:
         if not self.started:
             self.started = True
             if self.memory is not None:
-                self.pending = self.memory.failures()
+                self.pending = [(case, frozenset((pid,))) for pid, case in self.memory.failures()]
                 remembered = self.memory.corpus()
                 for case in remembered:
                     self.mutator.learn(case)
@@ -350,7 +352,8 @@ class Search:
             self.pending += self._examples()
             self.strategy = self._strategy()
         while self.pending and self.active and time.monotonic() < until:
-            self._check_direct(self.pending.pop(0), mutant=False)
+            case, props = self.pending.pop(0)
+            self._check_direct(case, mutant=False, only=props)
         time_bound = self.run.max_examples is None or self.run.budget is not None
         while self.active and time.monotonic() < until:
             mutate = (time_bound and self.corpus and self.generated > 0
@@ -371,13 +374,14 @@ class Search:
     def _strategy(self):
         return self.props[0].inputs(self.ctx)
 
-    def _examples(self) -> list[dict]:
-        """The properties' boundary cases (`Property.examples`), each once."""
-        cases: dict[str, dict] = {}
+    def _examples(self) -> list[tuple[dict, frozenset[str]]]:
+        """The properties' boundary cases (`Property.examples`), each once, with the
+        properties that listed it: a case is checked by those alone."""
+        cases: dict[str, tuple[dict, set[str]]] = {}
         for prop in self.props:
             for case in (prop.examples(self.ctx) if prop.examples else ()):
-                cases.setdefault(dumps_json(case), case)
-        return list(cases.values())
+                cases.setdefault(dumps_json(case), (case, set()))[1].add(prop.id)
+        return [(case, frozenset(ids)) for case, ids in cases.values()]
 
     def _mutate(self, until: float) -> None:
         """Check mutants of the corpus until ``until``."""

@@ -162,8 +162,13 @@ def content_preserved(ctx, case):
 
 # --- template.prefix_stable --------------------------------------------------------------
 
+def _prefix_edges(ctx):
+    """The accepted boundary cases that have a prefix to compare: two messages or more."""
+    return [c for c in _accepted_edges(ctx) if len(c["messages"]) >= 2]
+
+
 @chainfuzz.property("template.prefix_stable", inputs=_accepted_cases_with_flag, severity="warning",
-                    examples=_accepted_edges)
+                    examples=_prefix_edges)
 def prefix_stable(ctx, case):
     """The rendering of a conversation's first k messages is a prefix of the rendering of the
     whole conversation: history is not rewritten, so a server's KV cache stays valid."""

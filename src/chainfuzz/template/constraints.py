@@ -53,7 +53,8 @@ def _calls(*calls: dict, content="calling", results=None) -> list[dict]:
             _a("done")]
 
 
-_SCHEMA = [{"type": "function", "function": {
+# The tools list probes pass where the template needs one to render anything (Hermes' tool_use).
+PROBE_TOOLS = [{"type": "function", "function": {
     "name": "get_weather", "description": "Calls get_weather.",
     "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}]
 
@@ -173,9 +174,9 @@ def learn_accepts(render: Render) -> Accepts:
         "mid": [_s(), _u(), _a(), _s("be kind"), _u("again")],
     }
     placed = tuple(name for name in SYSTEM_PLACEMENT if p.accepts(f"placement:{name}", placements[name]))
-    if not placed and not p.hanging and p.accepts("tools_list", [_u()], _SCHEMA):
+    if not placed and not p.hanging and p.accepts("tools_list", [_u()], PROBE_TOOLS):
         # Tool-use templates (Hermes) iterate `tools` unconditionally: probe again with one.
-        p.schemas = _SCHEMA
+        p.schemas = PROBE_TOOLS
         p.refused = {"no_tool_schemas": p.refused["placement:none"]}
         placed = tuple(name for name in SYSTEM_PLACEMENT if p.accepts(f"placement:{name}", placements[name]))
     if not placed or p.hanging:
@@ -212,7 +213,7 @@ def learn_accepts(render: Render) -> Accepts:
         objects = probe("object_results", [_u(), *_calls(_call(), results=[{"sky": "clear"}]), *tail])
     else:
         parallel = prefixed = strings = objects = False
-    schemas = p.schemas is not None or probe("tool_schemas", [_u()], _SCHEMA)
+    schemas = p.schemas is not None or probe("tool_schemas", [_u()], PROBE_TOOLS)
     if p.hanging:
         return Accepts(refused=tuple(p.refused.items()), probes=p.count)
     return Accepts(
