@@ -247,14 +247,20 @@ def bench_checked(jobs: int, limit: int | None) -> None:
                 for prop, s in per_target.items():
                     tried = s["examples"] + s["skipped"]
                     if tried:
-                        fractions.setdefault(prop, []).append((s["examples"] / tried, path.stem))
+                        why = next(iter(s.get("skip_reasons") or {}), "")
+                        fractions.setdefault(prop, []).append((s["examples"] / tried, path.stem, why))
     print(f"\nchecked fraction, examples/(examples+skipped), over {len(paths)} templates "
           f"(--max-examples 200 --seed 1)")
     print(f"  {'property':<28} {'min':>6} {'median':>7} {'<80%':>5}  lowest")
     for prop, values in sorted(fractions.items()):
         low = min(values)
-        print(f"  {prop:<28} {low[0]:>6.0%} {statistics.median(v for v, _ in values):>7.0%} "
-              f"{sum(v < 0.8 for v, _ in values):>5}  {low[1]}")
+        print(f"  {prop:<28} {low[0]:>6.0%} {statistics.median(v for v, _, _ in values):>7.0%} "
+              f"{sum(v < 0.8 for v, _, _ in values):>5}  {low[1]}")
+    under = sorted((v, stem, prop, why) for prop, values in fractions.items() for v, stem, why in values if v < 0.8)
+    if under:
+        print("\n  under 80%, and the report's reason:")
+        for v, stem, prop, why in under:
+            print(f"  {v:>5.0%}  {stem:<45} {prop:<28} {why[:110]}")
     if failed:
         print(f"  no report for: {', '.join(failed)}")
 

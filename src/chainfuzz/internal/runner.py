@@ -291,9 +291,12 @@ class Search:
                 self._observe(prop, "skip", case)
             except limits.BudgetExhausted:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a mutant the property cannot take
+            except Exception as exc:  # noqa: BLE001
+                if not mutant:  # a boundary or remembered input: the property's own bug
+                    result.internal_error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+                    self._retire(prop)
+                    continue
                 result.skip(f"the property cannot take this input ({type(exc).__name__})")
-                result.given_skipped += not mutant
             else:
                 self._observe(prop, "pass", case)
             if self.run.exhausted(result):
