@@ -150,3 +150,12 @@ def test_a_template_that_needs_a_tools_list_gets_one_in_every_case():
         ctx.render(case["messages"], tools=case["tools"])
 
     renders()
+
+
+@pytest.mark.parametrize("source, learned", [(NEEDS_TOOLS, True), (PERMISSIVE, True)])
+def test_turn_structure_is_learned_with_a_tools_list_where_the_template_needs_one(source, learned):
+    """Without one, every probe of a Hermes-like template fails and roundtrip and
+    turns_closed could check nothing; its permissive twin learns the same either way."""
+    ctx = context(source)
+    assert bool(ctx.structure.start) is learned
+    assert ctx.turn_markers, ctx.no_turn_markers
