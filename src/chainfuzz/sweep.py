@@ -105,20 +105,25 @@ def _second_pass(tasks: list, rows: dict[str, Row], jobs: int, deadline: float):
 
 def second_shares(tasks: list, rows: dict[str, Row], jobs: int, left: float) -> list:
     """The second pass' tasks, largest share first: ``left`` seconds on ``jobs`` workers,
-    shared by gain per second in the first pass; a share under `MIN_SECOND_PASS` is not run.
-    Each gets another seed, and what its first pass found is not searched for again."""
+    shared by gain per second in the first pass, best first; a share is at least
+    `MIN_SECOND_PASS` (the rows the time does not reach are not run again). Each gets another
+    seed, and what its first pass found is not searched for again."""
     rate = {name: (row.gain + 1) / max(row.seconds, 1.0) for name, row in rows.items()
             if not (row.error or row.not_run)}
-    total = sum(rate.values())
+    by_name = {_row_name(t[0]): t for t in tasks}
+    time_left, rate_left = left * jobs, sum(rate.values())
     again = []
-    for task in tasks:
-        name = _row_name(task[0])
-        share = left * jobs * rate.get(name, 0) / total if total else 0
-        if share >= MIN_SECOND_PASS:
-            found = frozenset(f["signature"] for f in rows[name].findings)
-            settings = dataclasses.replace(task[2], seed=task[2].seed + 1, known=found)
-            again.append((task[0], task[1], settings, share, *task[4:]))
-    return sorted(again, key=lambda t: -t[3])
+    for name in sorted(rate, key=lambda n: -rate[n]):
+        share = max(MIN_SECOND_PASS, time_left * rate[name] / rate_left)
+        if share > time_left or name not in by_name:
+            break
+        task = by_name[name]
+        found = frozenset(f["signature"] for f in rows[name].findings)
+        settings = dataclasses.replace(task[2], seed=task[2].seed + 1, known=found)
+        again.append((task[0], task[1], settings, share, *task[4:]))
+        time_left -= share
+        rate_left -= rate[name]
+    return again
 
 
 def _task_limit(per_template: float | None, run: RunSettings, n_props: int) -> float:

@@ -262,3 +262,18 @@ def test_hang_is_a_timeout_failure():
     assert [(f.severity, f.key[:8]) for f in result.findings] == [("error", "Timeout:")]
     assert time.monotonic() - start < 15
     assert check_once(context("base_clean", time_limit=0.5), "template.renders", result.findings[0].case) is None
+
+
+@pytest.mark.parametrize("content, key", [(" <", None), (" hello", "trimmed:user:content")])
+def test_a_trimmed_text_the_template_itself_writes_is_no_finding(content, key):
+    """Trimmed, " <" becomes "<", which the template writes in every "<|im_start|>": that
+    proves neither a drop nor a trim. " hello" trimmed is the warning it always was."""
+    from chainfuzz import Failure
+
+    case = {"messages": [{"role": "user", "content": content}], "tools": None}
+    try:
+        get("template.content_preserved").check(context("content_preserved_trim_defect"), case)
+    except Failure as f:
+        assert (f.key, f.severity) == (key, "warning")
+    else:
+        assert key is None
