@@ -27,15 +27,35 @@ class Context:
         self.target = target
         self.engine_specs = tuple(engines)
         self.renderer = Renderer(target, time_limit=time_limit, max_output=max_output)
+        self._last: tuple | None = None  # (messages, tools, flag, now, output or RenderError)
 
-    def render(self, messages: list, *, tools: list | None = None,
-               add_generation_prompt: bool = False, now: _dt.datetime | None = None) -> str:
-        """The reference rendering; raises `RenderError`."""
-        return self.renderer.render(messages, tools=tools, add_generation_prompt=add_generation_prompt,
-                                    now=now)
+    def render(self, messages: list, *, tools: list | None = None, add_generation_prompt: bool = False,
+               now: _dt.datetime | None = None, fresh: bool = False) -> str:
+        """The reference rendering; raises `RenderError`.
 
-    def render_or_skip(self, messages: list, *, tools: list | None = None,
-                       add_generation_prompt: bool = False, now: _dt.datetime | None = None) -> str:
+        The last rendering is kept for the very same ``messages`` and ``tools`` objects: the
+        properties searched together check one drawn case in turn, and each renders it (five
+        renders of the same input per case before). ``fresh`` renders again regardless, for
+        a property that compares renderings of one input (``template.deterministic``).
+        """
+        last = self._last
+        if (not fresh and last is not None and last[0] is messages and last[1] is tools
+                and last[2] == add_generation_prompt and last[3] == now):
+            if isinstance(last[4], RenderError):
+                raise last[4]
+            return last[4]
+        try:
+            out = self.renderer.render(messages, tools=tools, add_generation_prompt=add_generation_prompt,
+                                       now=now)
+        except RenderError as err:
+            self._last = (messages, tools, add_generation_prompt, now, err)
+            raise
+        # Holding the objects keeps them alive, so an identical id never means another case.
+        self._last = (messages, tools, add_generation_prompt, now, out)
+        return out
+
+    def render_or_skip(self, messages: list, *, tools: list | None = None, add_generation_prompt: bool = False,
+                       now: _dt.datetime | None = None, fresh: bool = False) -> str:
         """Render, or reject the input when the template refuses it.
 
         Properties other than ``template.renders`` use this: a crash is charged once, to
@@ -46,7 +66,8 @@ class Context:
         if self.renderer.hangs:
             raise Skip("the template timed out on the last renders")
         try:
-            return self.render(messages, tools=tools, add_generation_prompt=add_generation_prompt, now=now)
+            return self.render(messages, tools=tools, add_generation_prompt=add_generation_prompt, now=now,
+                               fresh=fresh)
         except RenderError as err:
             raise Skip(f"the template refuses the input: {err}") from None
 

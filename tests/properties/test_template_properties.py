@@ -215,14 +215,14 @@ def test_trimming_is_a_warning_and_blank_texts_are_not_charged():
     charged at all, since nothing tells it from a dropped one."""
     ctx = context("content_preserved_trim_defect")
     failure = check_once(ctx, "template.content_preserved",
-                         case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " x "}))
+                         case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " hello "}))
     assert failure is not None
     assert (severity("template.content_preserved", failure), failure.key) == \
         ("warning", "trimmed:assistant:content"), failure.message
     assert check_once(ctx, "template.content_preserved",
                       case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " "})) is None
     assert check_once(context("base_clean"), "template.content_preserved",
-                      case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " x "})) is None
+                      case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " hello "})) is None
 
 
 def test_random_filter_fails_run_to_run_every_time():

@@ -316,7 +316,7 @@ def _render_as_run(ctx, case, run_seed: int, **kw) -> str:
     state = random.getstate()
     random.seed(run_seed)
     try:
-        return _render_case(ctx, case, **kw)
+        return _render_case(ctx, case, fresh=True, **kw)
     finally:
         random.setstate(state)
 
