@@ -244,8 +244,10 @@ def test_sweep_keeps_its_budget(hostile, corpus, sources, tmp_path):
                 "--max-examples", "100000", "--crashes", tmp_path / "crashes", "--json", tmp_path / "s.json",
                 env=env, expect_rc=(0, 1), max_seconds=5 + 8)
     rows = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))["templates"]
+    # Every row is accounted for and the hanging one does not hold the sweep past its budget
+    # (max_seconds above). Rows run on a floor of half the budget each since issue 11, so on a
+    # fast machine all 41 may be started: which ones are is not the contract, the wall time is.
     assert len(rows) == 41
-    assert any(row["not_run"] for row in rows.values())
 
 
 # -- 3 memory ------------------------------------------------------------------------------------
