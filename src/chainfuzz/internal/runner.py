@@ -234,7 +234,7 @@ class Search:
         # Inputs to check first, each with the properties it is for: remembered failures
         # and the properties' boundary examples.
         self.pending: list[tuple[dict, frozenset[str]]] = []
-        self.started = False
+        self._shaped: tuple[object, object] = (None, None)  # (case, its shape): one per drawn case
 
     @property
     def done(self) -> bool:
@@ -242,8 +242,14 @@ class Search:
 
     # --- one input --------------------------------------------------------------------
 
+    def _shape_of(self, case: dict) -> object:
+        """`_shape` of ``case``, computed once for all the properties that check it."""
+        if self._shaped[0] is not case:
+            self._shaped = (case, _shape(case))
+        return self._shaped[1]
+
     def _observe(self, prop: Property, outcome: str, case: dict) -> None:
-        seen = (prop.id, outcome, _shape(case)) if outcome != "skip" else (prop.id, outcome)
+        seen = (prop.id, outcome, self._shape_of(case)) if outcome != "skip" else (prop.id, outcome)
         if seen in self.seen:
             return
         self.seen.add(seen)
@@ -347,8 +353,7 @@ class Search:
         return self.gain - gain0
 
     def _step(self, until: float, deadline: float) -> None:
-        if not self.started:
-            self.started = True
+        if self.strategy is None:  # the first slice: what is remembered and listed comes first
             if self.memory is not None:
                 self.pending = [(case, frozenset((pid,))) for pid, case in self.memory.failures()]
                 remembered = self.memory.corpus()
