@@ -32,7 +32,7 @@ CLEAN_CHATML = r"""{%- macro text(c) -%}
 # The clean template with one planted defect: `content + ''` raises TypeError on null content.
 NULL_CRASH = CLEAN_CHATML.replace("{%- if c is string -%}{{ c }}",
                                   "{%- if c is string or c is none -%}{{ c + '' }}")
-NULL_CRASH_KEY = "TypeError:unsupported operand type(s) for +: 'NoneType' and 'str'"
+NULL_CRASH_KEY = "TypeError@line 2:unsupported operand type(s) for +: 'NoneType' and 'str'"
 
 # The clean template refusing developer messages on purpose: a warning-tier finding only.
 REFUSES_DEVELOPER = CLEAN_CHATML.replace(

@@ -7,7 +7,8 @@ The public surface is what a property author needs, and nothing else:
 - what a property receives: ``Context`` and the types it hands out (``Target``, ``Chain``,
   ``Tokenizer``, ``TokenizerCrash``, ``Engine``, ``EngineError``, ``EngineCrash``,
   ``Completion``, ``ChatResult``, ``RenderError``);
-- generating inputs and reading them: the ``strategies`` and ``messages`` modules;
+- generating inputs and reading them: the ``strategies`` and ``messages`` modules, and
+  ``schema`` (which inputs are standard under the OpenAI chat schema, which lenient);
 - running: ``check`` (search a path, record cases), ``replay`` (re-run one case),
   ``load_target`` / ``load_targets``, ``all_properties``;
 - errors: ``ChainfuzzError``, ``TargetError``, ``UsageError``.
@@ -53,6 +54,7 @@ _PUBLIC = {
     "replay": "chainfuzz.replayer:replay",
     "strategies": "chainfuzz.strategies",
     "messages": "chainfuzz.messages",
+    "schema": "chainfuzz.schema",
 }
 
 __all__ = [*_PUBLIC, "__version__"]
@@ -76,7 +78,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerly
-    from . import messages, strategies
+    from . import messages, schema, strategies
     from .chain import Chain
     from .checker import check
     from .context import Context

@@ -27,6 +27,7 @@ from .internal import files
 from .internal.runner import Finding
 from .internal.text import clip, dumps_json, json_type, printable
 from .kinds import core_versions, kind
+from .schema import legacy_key
 
 __all__ = ["FORMAT", "UnreadableCase", "case_files", "file_name", "is_case", "read", "record",
            "resolve_path", "same_key", "write"]
@@ -64,6 +65,7 @@ def record(finding: Finding, ctx, crashes_dir: Path) -> dict:
         "expected": finding.expected,
         "rendered": finding.rendered,
         "reproduced": finding.reproduced,
+        "minimal": finding.minimal,
         "versions": {**core_versions(), **row.versions(ctx)},
         "found": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
     }
@@ -71,8 +73,13 @@ def record(finding: Finding, ctx, crashes_dir: Path) -> dict:
 
 def same_key(recorded: object, key: str) -> bool:
     """Whether a replay's failure ``key`` is the recorded one (recorded keys are clipped,
-    `internal.runner.make_finding`)."""
-    return clip(key) == recorded
+    `internal.runner.make_finding`). A key written before keys named their site and input
+    tier (``TypeError:...`` for ``TypeError@line 3:...``) matches the key it became
+    (`schema.legacy_key`), so old case files keep replaying."""
+    if not isinstance(recorded, str):
+        return False
+    key = clip(key)
+    return key == recorded or (legacy_key(recorded) == recorded and legacy_key(key) == recorded)
 
 
 def file_name(rec: dict) -> str:

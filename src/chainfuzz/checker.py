@@ -1,9 +1,10 @@
 """``check``: run every applicable property on every target at a path, recording findings.
 
 Findings are written to the crash folder the moment they are found, so an interrupted or
-crashed run loses none of them. ``total_budget`` is a wall-clock promise for the whole call:
-loading, compiling, tokenizer loads, structure learning, engine starts and calls are all
-charged to it (`chainfuzz.internal.limits.budget`).
+crashed run loses none of them. ``total_budget`` is the call's time to search: loading,
+compiling, tokenizer loads, structure learning, engine starts and calls are all charged to it
+(`chainfuzz.internal.limits.budget`). Shrinking findings to minimal reproducers stops its
+clock, up to `limits.SHRINK_ALLOWANCE` of the budget on top (``shrink_until``: another end).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ Progress = Callable[[str], None]
 def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSettings | None = None,
           total_budget: float | None = None, crashes_dir: Path | None = Path("crashes"),
           progress: Progress | None = None, strict: bool = True,
-          engines: tuple[str, ...] = ("transformers",)) -> CheckReport:
+          engines: tuple[str, ...] = ("transformers",), shrink_until: float | None = None) -> CheckReport:
     """Check every target at ``path``; ``total_budget`` seconds are shared across all searches
     (`runner.run_searches`: a floor for each, the rest to those still finding something).
 
@@ -41,9 +42,9 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     run = run or RunSettings()
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
     report = CheckReport(str(path), seed)
-    start = time.monotonic()
+    start, pushed = time.monotonic(), limits.extended()
     plan: list = []
-    with limits.budget(total_budget):
+    with limits.budget(total_budget, shrink_until=shrink_until):
         try:
             plan = _plan(load_targets(path), property_ids, engines, path, strict)
         except limits.BudgetExhausted:
@@ -76,6 +77,7 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
             learned = ctx.__dict__.get("accepts")  # learned on first use, if a property asked
             treport.refuses = learned.summary() if learned is not None else ""
     report.seconds = time.monotonic() - start
+    report.shrink_seconds = limits.extended() - pushed
     return report
 
 
@@ -117,7 +119,14 @@ def _recorder(treport: TargetReport, ctx: Context, crashes_dir: Path | None):
         if crashes_dir is None:
             return
         rec = cases.record(finding, ctx, crashes_dir)
-        path, _ = cases.write(rec, crashes_dir)
+        path, written = cases.write(rec, crashes_dir)
         treport.cases[finding.signature] = str(path)
+        # A warning found on lenient inputs alone, before this error showed the same defect on
+        # a standard one: its case file, written by this run, goes.
+        old = treport.cases.pop(finding.supersedes, None) if finding.supersedes else None
+        if old is not None and old in treport.written:
+            Path(old).unlink(missing_ok=True)
+        if written:
+            treport.written.add(str(path))
 
     return on_finding

@@ -73,8 +73,10 @@ _DATA = re.compile(r"\{.*\}|\[.*\]")  # JSON or repr a template echoes back from
 _QUOTED_DATA = re.compile(r"'[^']*[^\w\s.'][^']*'|\"[^\"]*[^\w\s.\"][^\"]*\"")
 
 
-def error_key(exc_type: str, message: str) -> str:
-    """A stable de-duplication key for an error message.
+def error_key(exc_type: str, message: str, site: str | None = None) -> str:
+    """A stable de-duplication key for an error message, naming its ``site`` where known
+    (``TypeError@line 12:...``: two constructs raising the same exception are two defects,
+    each searched, shrunk and replayed on its own).
 
     Echoed input (JSON, reprs, quoted text with punctuation) and numbers are folded, so one
     defect reached by many inputs gets one key; short quoted names such as the attribute in
@@ -82,7 +84,7 @@ def error_key(exc_type: str, message: str) -> str:
     """
     first = message.strip().splitlines()[0] if message.strip() else ""
     first = _QUOTED_DATA.sub("'…'", _DATA.sub("{…}", first))
-    return f"{exc_type}:{_DIGITS.sub('N', first)[:160]}"
+    return f"{exc_type}{'@' + site if site else ''}:{_DIGITS.sub('N', first)[:160]}"
 
 
 def excerpt(text: str, at: int, width: int = 60) -> str:

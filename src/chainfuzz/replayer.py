@@ -13,7 +13,7 @@ from typing import Callable
 
 from hypothesis.errors import UnsatisfiedAssumption
 
-from . import cases, registry
+from . import cases, registry, schema
 from .context import Context
 from .errors import ChainfuzzError, Failure
 from .kinds import kind
@@ -96,7 +96,8 @@ def _outcome(path: Path, prop, ctx: Context, rec: dict, changed: bool, seen: lis
     try:
         prop.check(ctx, rec["input"])
     except Failure as f:
-        status = "fails" if cases.same_key(rec.get("key"), f.key) else "fails-differently"
+        key = schema.finding_key(f.key, rec["input"])  # as the search recorded it
+        status = "fails" if cases.same_key(rec.get("key"), key) else "fails-differently"
         return Outcome(path, prop.id, status, f.message, changed, seen)
     except UnsatisfiedAssumption as skip:  # chainfuzz.Skip, or Hypothesis' own assume/reject
         return Outcome(path, prop.id, "skipped", f"the input no longer applies: {skip}", changed, seen)

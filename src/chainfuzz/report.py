@@ -49,6 +49,7 @@ class TargetReport:
     target: Target
     results: list[PropertyResult] = field(default_factory=list)
     cases: dict[str, str] = field(default_factory=dict)  # signature -> case file
+    written: set[str] = field(default_factory=set)  # the case files this run wrote (not found there)
     ran: dict[str, list[str]] = field(default_factory=dict)
     json_keys: dict[str, str] = field(default_factory=dict)  # label -> key in --json's stats
     unavailable: dict[str, str] = field(default_factory=dict)
@@ -69,6 +70,7 @@ class CheckReport:
     seconds: float = 0.0
     interrupted: bool = False
     gain: int = 0  # new behaviours and defects its searches found (`runner.Search.gain`)
+    shrink_seconds: float = 0.0  # of `seconds`, shrinking findings: not charged to the budget
 
     @property
     def findings(self) -> list[tuple[TargetReport, Finding]]:
@@ -204,6 +206,7 @@ class Row:
     error: str | None = None  # the target could not be loaded or compiled
     not_run: bool = False  # the sweep's budget ran out before this row started
     gain: int = 0  # new behaviours and defects its check found: the sweep's second pass goes by it
+    shrink_seconds: float = 0.0  # of `seconds`, shrinking findings (the sweep's clock stops for it)
 
     def merge(self, later: "Row") -> None:
         """Add a later pass over the same target: its examples, time and new findings."""
@@ -211,6 +214,7 @@ class Row:
         self.findings += [f for f in later.findings if f["signature"] not in known]
         self.examples += later.examples
         self.seconds += later.seconds
+        self.shrink_seconds += later.shrink_seconds
         self.gain += later.gain
         self.internal_errors += [e for e in later.internal_errors if e not in self.internal_errors]
 

@@ -6,11 +6,12 @@ costs its own row, marked as an error, and never the rest of the sweep. With
 ``tokenizers=True`` the rows are the corpus' tokenizers (vocab GGUFs, Mistral's files) and the
 properties those of kinds "tokenizer" and "chain".
 
-``total_budget`` is a wall-clock promise for the whole sweep, shared in two passes: first every
-row gets an even floor (`runner.FLOOR_SHARE` of the time), then the rest goes to the rows whose
-checks gained most per second (new behaviour, new defects), as `runner.run_searches` shares a
-check's time among its properties. Nothing runs past the sweep's end; rows not started by then
-are reported as not run, and a row still running `GRACE_SECONDS` after it is killed. Each row's process runs under the memory limit
+``total_budget`` is the sweep's time to search, shared in two passes: first every row gets an
+even floor (`runner.FLOOR_SHARE` of the time), then the rest goes to the rows whose checks
+gained most per second (new behaviour, new defects), as `runner.run_searches` shares a check's
+time among its properties. Shrinking findings stops a row's clock (`limits.shrinking`), up to
+`limits.SHRINK_ALLOWANCE` of the budget past the end. No row starts after the search's end, and
+one still running `GRACE_SECONDS` after the shrink allowance is killed. Each row's process runs under the memory limit
 (`limits.limit_memory`) and dies with the sweep (`limits.die_with_parent`).
 """
 
@@ -34,9 +35,10 @@ from .internal.text import clip
 from .internal.runner import FLOOR_SHARE, RunSettings
 from .report import Row, SweepReport
 
-# A sweep surveys many templates: fewer examples, fewer findings per property and shorter
-# shrinking than `check`, which digs into one target.
-SWEEP_SETTINGS = RunSettings(max_examples=25, max_findings=3, shrink_seconds=1.0)
+# A sweep surveys many templates: fewer examples, fewer findings per property and a lower
+# shrink cap than `check`, which digs into one target (the cap rarely binds: see
+# `RunSettings.shrink_seconds`).
+SWEEP_SETTINGS = RunSettings(max_examples=25, max_findings=3, shrink_seconds=10.0)
 # How long past the sweep's end a row may take to hand its result over before it is killed: a
 # check honours its own budget (the same end) within a second or so; the rest is sending the
 # row and the process' exit.
@@ -69,14 +71,15 @@ def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None =
     report = SweepReport(corpus_name, seed, props)
     start = time.monotonic()
     limit_s = _task_limit(per_template, settings, len(props))
-    deadline = start + total_budget if total_budget else math.inf
+    clock = _Clock(start, total_budget, jobs)
+    tasks = [(*t, clock.cap) for t in tasks]
     rows: dict[str, Row] = {}
-    for i, row in enumerate(_run_isolated(tasks, jobs, limit_s, deadline), 1):
+    for i, row in enumerate(_run_isolated(tasks, jobs, limit_s, clock), 1):
         rows[row.name] = row
         report.rows.append(row)
         if progress:
             progress(f"[{i}/{len(tasks)}] {row.name}: {_summary(row)}")
-    for task, row in _second_pass(tasks, rows, jobs, deadline):
+    for task, row in _second_pass(tasks, rows, jobs, clock):
         rows[row.name].merge(row)
         if progress:
             progress(f"[more] {row.name}: {_summary(rows[row.name])}")
@@ -90,15 +93,29 @@ def _summary(row: Row) -> str:
             else row.error or f"{e} errors, {len(row.findings) - e} warnings ({row.seconds:.1f}s)")
 
 
-def _second_pass(tasks: list, rows: dict[str, Row], jobs: int, deadline: float):
+class _Clock:
+    """The sweep's search end (no row starts after it) and the end of its shrink allowance.
+    Each row's own clock stops while it shrinks a finding (`limits.shrinking`); the sweep's
+    end moves back by the rows' shrinking spread over the jobs, up to the allowance's end."""
+
+    def __init__(self, start: float, budget: float | None, jobs: int) -> None:
+        self.end = start + budget if budget else math.inf
+        self.cap = start + budget * (1 + limits.SHRINK_ALLOWANCE) if budget else math.inf
+        self.jobs = jobs
+
+    def add(self, row: Row) -> None:
+        self.end = min(self.cap, self.end + row.shrink_seconds / self.jobs)
+
+
+def _second_pass(tasks: list, rows: dict[str, Row], jobs: int, clock: _Clock):
     """The time left after the first pass, shared among the rows by their gain per second:
     (task, row) of each second check, as they finish."""
-    left = deadline - time.monotonic()
+    left = clock.end - time.monotonic()
     if left == math.inf:
         return
     again = second_shares(tasks, rows, jobs, left)
     by_name = {_row_name(t[0]): t for t in again}
-    for row in _run_isolated(again, jobs, _task_limit(left, tasks[0][2], len(tasks[0][1])), deadline):
+    for row in _run_isolated(again, jobs, _task_limit(left, tasks[0][2], len(tasks[0][1])), clock):
         if not row.not_run:
             yield by_name[row.name], row
 
@@ -133,23 +150,24 @@ def _task_limit(per_template: float | None, run: RunSettings, n_props: int) -> f
     return 60 + 4 * searching + n_props * run.max_findings * run.shrink_seconds
 
 
-def _run_isolated(tasks: list, jobs: int, limit_s: float, deadline: float = math.inf) -> Iterator[Row]:
+def _run_isolated(tasks: list, jobs: int, limit_s: float, clock: _Clock | None = None) -> Iterator[Row]:
     """Run each task in a forked process, ``jobs`` at a time; yield rows as they finish. A task
-    gets its own budget, ending no later than ``deadline`` (monotonic); none starts after it,
-    and one still running `GRACE_SECONDS` after it is killed."""
+    gets its own budget, ending no later than ``clock.end`` (monotonic); none starts after it,
+    and one still running `GRACE_SECONDS` after the shrink allowance (``clock.cap``) is killed."""
+    clock = clock or _Clock(time.monotonic(), None, jobs)
     ctx = multiprocessing.get_context("fork")
     pending = list(tasks)
     running: dict = {}  # process -> (task, connection, start)
     parent = os.getpid()
     while pending or running:
         while pending and len(running) < jobs:
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= clock.end:
                 for task in pending:
                     yield Row(_row_name(task[0]), not_run=True)
                 pending = []
                 break
             task = pending.pop(0)
-            left = deadline - time.monotonic()
+            left = clock.end - time.monotonic()
             if left < math.inf:
                 task = (*task[:3], min(task[3] or math.inf, left), *task[4:])
             receive, send = ctx.Pipe(duplex=False)
@@ -159,7 +177,7 @@ def _run_isolated(tasks: list, jobs: int, limit_s: float, deadline: float = math
             running[proc] = (task, receive, time.monotonic())
         if not running:
             continue
-        wait = min(1.0, max(0.0, deadline + GRACE_SECONDS - time.monotonic()))
+        wait = min(1.0, max(0.0, max(clock.end, clock.cap) + GRACE_SECONDS - time.monotonic()))
         ready = mp_connection.wait([r for _, r, _ in running.values()] + [p.sentinel for p in running],
                                    timeout=wait)
         for proc, (task, receive, started) in list(running.items()):
@@ -170,11 +188,12 @@ def _run_isolated(tasks: list, jobs: int, limit_s: float, deadline: float = math
             elif now - started > limit_s:
                 proc.kill()
                 row = Row(_row_name(task[0]), error=f"killed after {limit_s:.0f}s without a result")
-            elif now > deadline + GRACE_SECONDS:
+            elif now > max(clock.end, clock.cap) + GRACE_SECONDS:
                 proc.kill()
                 row = Row(_row_name(task[0]), error=f"killed {GRACE_SECONDS:g}s after the sweep's "
-                          "budget ran out, without a result")
+                          "budget and shrink allowance ran out, without a result")
             if row is not None:
+                clock.add(row)
                 proc.join()
                 receive.close()
                 del running[proc]
@@ -210,11 +229,13 @@ def _check_one(task) -> Row:
     row = Row(_row_name(path))
     try:
         result = check(path, property_ids=props, run=settings, total_budget=budget,
-                       crashes_dir=crashes_dir, strict=False)
+                       crashes_dir=crashes_dir, strict=False,
+                       shrink_until=task[6] if len(task) > 6 and task[6] != math.inf else None)
     except ChainfuzzError as exc:
         row.error = str(exc)
         return row
     row.seconds = result.seconds
+    row.shrink_seconds = result.shrink_seconds
     row.gain = result.gain
     row.internal_errors = result.internal_errors
     for t in result.targets:

@@ -24,7 +24,7 @@ TEMPLATES = Path(__file__).parents[1] / "templates"
 BUDGET = 10  # check's --budget, as a user would pass it
 SEED = 0
 
-NULL_CRASH = "TypeError:unsupported operand type(s) for +: 'NoneType' and 'str'"
+NULL_CRASH = "TypeError@line 4:unsupported operand type(s) for +: 'NoneType' and 'str'"
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 # ARCHITECTURE.md's tiers, lowest first: a module's tier is that of its longest prefix here.
 TIERS = [
-    ["chainfuzz.errors", "chainfuzz.messages", "chainfuzz.casefile", "chainfuzz.strategies",
+    ["chainfuzz.errors", "chainfuzz.messages", "chainfuzz.schema", "chainfuzz.casefile",
+     "chainfuzz.strategies",
      "chainfuzz.internal.lazy", "chainfuzz.internal.gguf_kv", "chainfuzz.internal.worker",
      "chainfuzz.internal.reduce", "chainfuzz.internal"],
     ["chainfuzz.kinds", "chainfuzz.registry"],
@@ -21,7 +22,7 @@ TIERS = [
     ["chainfuzz.checker", "chainfuzz.replayer", "chainfuzz.sweep", "chainfuzz.fuzz"],
     ["chainfuzz.cli", "chainfuzz.__main__", "_chainfuzz_pytestplugin", "chainfuzz"],
 ]
-PUBLIC = {"chainfuzz", "chainfuzz.strategies", "chainfuzz.messages"}
+PUBLIC = {"chainfuzz", "chainfuzz.strategies", "chainfuzz.messages", "chainfuzz.schema"}
 BUILTINS = "chainfuzz.properties"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, find, given, settings
 from hypothesis import strategies as st
 
@@ -135,7 +136,7 @@ def _non_ascii(case):
 
 
 def _shrink(predicate):
-    return reduce_case(find(conversations(), predicate, settings=search), predicate)
+    return reduce_case(find(conversations(), predicate, settings=search), predicate).case
 
 
 def test_shrinks_to_few_short_messages():
@@ -166,18 +167,46 @@ def test_markers_strategy_draws_marker_pieces(data):
 
 def test_reduction_keeps_tool_results_with_their_call():
     """Deleting a turn takes an assistant's tool results with it, so reduced cases stay valid."""
-    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": {}}}
     case = {"messages": [
         {"role": "system", "content": "s"}, {"role": "user", "content": "u"},
         {"role": "assistant", "content": None, "tool_calls": [call]},
         {"role": "tool", "tool_call_id": "call_1", "content": "r"},
         {"role": "assistant", "content": "a", "reasoning_content": "think"},
     ], "tools": [{"type": "function", "function": {"name": "f"}}]}
-    reduced = reduce_case(case, lambda c: any(m["role"] == "tool" for m in c["messages"]))
+    reduced = reduce_case(case, lambda c: any(m["role"] == "tool" for m in c["messages"])).case
     assert [m["role"] for m in reduced["messages"]] == ["assistant", "tool"]
     assert reduced["messages"][0]["tool_calls"] == [call]
     assert reduced["tools"] is None and "reasoning_content" not in str(reduced)
     assert_schema_shaped(reduced)
+
+
+@pytest.mark.parametrize("field, value, standard", [
+    ("arguments", '{"city": "Paris"}', {"city": "Paris"}),
+    ("result", {"sky": "clear"}, '{"sky": "clear"}'),
+])
+def test_reduction_prefers_the_standard_form(field, value, standard):
+    """The reducer tries each non-standard field's standard form first (`chainfuzz.schema`):
+    a defect the standard form still shows is kept on it; one only the lenient shape shows
+    keeps that shape, and the reduction is a fixed point either way."""
+    from chainfuzz import schema
+
+    args = value if field == "arguments" else {"city": "Paris"}
+    result = value if field == "result" else "sunny"
+    case = {"messages": [
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": args}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": result},
+    ], "tools": None}
+    assert not schema.is_standard(case)
+    anywhere = reduce_case(case, lambda c: len(c["messages"]) == 3)
+    assert schema.is_standard(anywhere.case) and anywhere.fixed_point
+    got = anywhere.case["messages"][1]["tool_calls"][0]["function"]["arguments"] if field == "arguments" \
+        else anywhere.case["messages"][2]["content"]
+    assert type(got) is type(standard)  # then its texts are shortened too
+    only_lenient = reduce_case(case, lambda c: not schema.is_standard(c))
+    assert schema.nonstandard(only_lenient.case) == schema.nonstandard(case) and only_lenient.fixed_point
 
 
 # --- narrowing to what a template accepts, and boundary cases ----------------------------------

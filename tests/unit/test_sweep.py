@@ -44,7 +44,8 @@ def test_the_sweep_deadline_kills_overrunning_rows_and_starts_no_more(monkeypatc
     monkeypatch.setattr(sweep, "_check_one", fake_check)
     tasks = [(name, [], None, None, None) for name in ("hangs", "second", "third")]
     start = time.monotonic()
-    rows = {r.name: r for r in sweep._run_isolated(tasks, jobs=1, limit_s=600, deadline=start + 1)}
-    assert time.monotonic() - start < 1 + sweep.GRACE_SECONDS + 3
+    clock = sweep._Clock(start, 1.0, jobs=1)  # its shrink allowance ends at 1.5 s
+    rows = {r.name: r for r in sweep._run_isolated(tasks, jobs=1, limit_s=600, clock=clock)}
+    assert time.monotonic() - start < 1.5 + sweep.GRACE_SECONDS + 3
     assert rows["hangs"].error.startswith(f"killed {sweep.GRACE_SECONDS:g}s after the sweep's budget")
     assert rows["second"].not_run and rows["third"].not_run

@@ -2,42 +2,54 @@
 
 Hypothesis shrinks the choices a strategy made, and can stall where removing a message would
 need several choices to change at once. Cases are plain conversations, so this pass edits them
-directly: it deletes whole turns (an assistant message together with its tool results) and
-drops ``tools`` and optional keys, keeping an edit only while the same defect still shows.
-Every edit keeps the case schema-shaped. Texts are left to Hypothesis when it drew the case:
-emptying one can keep the defect's key while changing its cause (an empty system message is
-legitimately dropped). A case no Hypothesis shrink went before (a mutant, a remembered input)
-has its texts shortened too (``texts``): cut by halves, then quarters..., never to empty.
+directly: it first tries the standard form of each non-standard field (`chainfuzz.schema`), then
+deletes whole turns (an assistant message together with its tool results), drops ``tools``
+and optional keys, and shortens texts (cut by halves, then quarters..., never to empty:
+emptying one can keep the defect's key while changing its cause, as an empty system message
+is legitimately dropped), keeping an edit only while the same defect still shows. Every edit
+keeps the case schema-shaped. It runs to a fixed point: no single edit keeps the defect.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from ..schema import standard_forms
 from .mutate import FIXED_KEYS
 
 _OPTIONAL_KEYS = ("reasoning_content", "name")
 
 
-def reduce_case(case: dict, still_fails: Callable[[dict], bool], max_steps: int = 500, *,
-                texts: bool = False) -> dict:
+@dataclass
+class Reduced:
+    """A reduction's result: the case, and whether it is a fixed point (every single edit was
+    tried on it and none kept the defect) or was stopped by ``max_steps``/``still_fails``' clock."""
+
+    case: dict
+    fixed_point: bool
+    steps: int
+
+
+def reduce_case(case: dict, still_fails: Callable[[dict], bool], max_steps: int = 2000) -> Reduced:
     """The smallest case reachable by single edits for which ``still_fails`` stays true."""
     steps = 0
     improved = True
     while improved and steps < max_steps:
         improved = False
-        for candidate in _candidates(case, texts):
+        for candidate in _candidates(case):
             steps += 1
             if still_fails(candidate):
                 case, improved = candidate, True
                 break
             if steps >= max_steps:
                 break
-    return case
+    return Reduced(case, not improved and steps < max_steps, steps)
 
 
-def _candidates(case: dict, texts: bool = False) -> Iterator[dict]:
+def _candidates(case: dict) -> Iterator[dict]:
+    yield from standard_forms(case)
     messages = case.get("messages") or []
     for start, stop in _turns(messages):
         if stop - start < len(messages):
@@ -48,8 +60,7 @@ def _candidates(case: dict, texts: bool = False) -> Iterator[dict]:
         for key in _OPTIONAL_KEYS:
             if key in msg:
                 yield _edit(case, i, lambda m, k=key: m.pop(k))
-    if texts:
-        yield from _shorter_texts(case)
+    yield from _shorter_texts(case)
 
 
 def _shorter_texts(case: dict) -> Iterator[dict]:

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, given, reject, settings
 from hypothesis import seed as hseed
 from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
 
+from .. import schema
 from ..errors import ChainfuzzError, Failure
 from . import limits
 from .memory import Memory
@@ -100,7 +101,10 @@ class RunSettings:
     budget: float | None = None  # seconds per search; None: examples alone bound it
     seed: int | None = None
     max_findings: int = 10
-    shrink_seconds: float = 5.0  # per finding; the best input so far is kept when it runs out
+    # Per finding, on top of the search's time (`limits.shrinking`): a cap, not what it takes.
+    # Shrinking to a fixed point took a median of 0.3 s and at most N s a finding in the
+    # 70-template sweep; the best input so far is kept when the cap ends it.
+    shrink_seconds: float = 30.0
     database: object = None  # a Hypothesis ExampleDatabase (see `memory`); None: remember nothing
     known: frozenset[str] = frozenset()  # signatures found before (an earlier pass): not recorded again
 
@@ -126,13 +130,15 @@ class Finding:
     expected: object = None
     rendered: str | None = None
     reproduced: bool = True  # the minimal input failed the same way when checked again
+    minimal: str = ""  # how far shrinking went, and why a large reproducer is that large
+    supersedes: str | None = None  # the signature of a lenient finding of the same defect it replaces
 
     def to_json(self) -> dict:
         return {
             "property": self.property, "severity": self.severity, "message": self.message,
             "key": self.key, "signature": self.signature, "input": self.case,
             "observed": self.observed, "expected": self.expected, "rendered": self.rendered,
-            "reproduced": self.reproduced,
+            "reproduced": self.reproduced, "minimal": self.minimal,
         }
 
 
@@ -221,7 +227,11 @@ class Search:
         self.on_finding, self.memory = on_finding, memory
         self.label = label or ", ".join(p.id for p in props)
         self.results = {p.id: PropertyResult(p) for p in props}
+        # Keys recorded per property: found on a standard input, or on lenient inputs only
+        # (`chainfuzz.schema`; then a standard input failing the same way is still new).
         self.known: dict[str, set[str]] = {p.id: set() for p in props}
+        self.known_lenient: dict[str, dict[str, Finding]] = {p.id: {} for p in props}
+        self._shrinks = contextlib.ExitStack()  # the shrink under way (`limits.shrinking`)
         self.active = list(props)
         self.rng = random.Random(run.seed if len(props) == 1 else f"{run.seed}:{props[0].id}")
         self.mutator = Mutator(random.Random(f"{run.seed}:mutate:{props[0].id}"))
@@ -264,11 +274,11 @@ class Search:
             if self.memory is not None:
                 self.memory.save_interesting(prop.id, kept)
 
-    def _is_known(self, prop: Property, key: str) -> bool:
+    def _is_known(self, prop: Property, key: str, case: dict) -> bool:
         known = self.known[prop.id]
         if key not in known and self.run.known and signature(prop.id, self.ctx.target.name, key) in self.run.known:
             known.add(key)
-        return key in known
+        return key in known or (key in self.known_lenient[prop.id] and not schema.is_standard(case))
 
     def _retire(self, prop: Property) -> None:
         if prop in self.active:
@@ -285,14 +295,13 @@ class Search:
             try:
                 prop.check(self.ctx, case)
             except Failure as f:
-                if self._is_known(prop, f.key):
+                if self._is_known(prop, f.key, case):
                     self._observe(prop, f"known:{f.key}", case)
                     continue
                 f.case = copy_json(case)
                 self._observe(prop, f"new:{f.key}", case)
-                shrunk = reduce_failure(prop, self.ctx, f, time.monotonic() + self.run.shrink_seconds,
-                                        texts=True)
-                self._record(prop, shrunk)
+                with limits.shrinking(self.run.shrink_seconds) as stop:
+                    self._record(prop, reduce_failure(prop, self.ctx, f, stop))
                 return
             except UnsatisfiedAssumption as skip:
                 result.skip(str(skip) or "input does not apply")
@@ -312,9 +321,17 @@ class Search:
                 self._retire(prop)
 
     def _record(self, prop: Property, failure: Failure) -> None:
-        self.known[prop.id].add(failure.key)
         finding = make_finding(prop, self.ctx, failure, reproduced=recheck(prop, self.ctx, failure))
         result = self.results[prop.id]
+        if schema.is_standard(failure.case):
+            self.known[prop.id].add(failure.key)
+            # The same defect found on lenient inputs first: this error replaces that warning.
+            lenient = self.known_lenient[prop.id].pop(failure.key, None)
+            if lenient is not None and lenient in result.findings:
+                result.findings.remove(lenient)
+                finding.supersedes = lenient.signature
+        else:
+            self.known_lenient[prop.id][failure.key] = finding
         result.findings.append(finding)
         self.gain += NEW_KEY_GAIN
         self.on_finding(finding)  # the case file first: it is the record that must not be lost
@@ -325,16 +342,18 @@ class Search:
 
     # --- a slice of time ----------------------------------------------------------------
 
-    def step(self, until: float, deadline: float) -> int:
-        """Search until the monotonic time ``until`` (generation stops; a shrink under way
-        may go on to ``deadline``), or until every property is done; the gain it made."""
-        gain0, start = self.gain, time.monotonic()
+    def step(self, until: float) -> int:
+        """Search until the monotonic time ``until``, or until every property is done; the
+        gain it made. Shrinking what it finds stops the clock (`limits.shrinking`): ``until``
+        moves back by the time shrinking took, and `seconds` counts the search alone."""
+        gain0, start, pushed = self.gain, time.monotonic(), limits.extended()
+        self._until = lambda: until + (limits.extended() - pushed)
         try:
             with warnings.catch_warnings():
                 # Hypothesis warns when it builds the repr of a strategy holding a long list
                 # (every marker of a template): chainfuzz never shows that repr.
                 warnings.filterwarnings("ignore", "Generating overly large repr")
-                self._step(until, deadline)
+                self._step()
         except limits.BudgetExhausted:
             self.active.clear()
         except ChainfuzzError:
@@ -344,15 +363,15 @@ class Search:
             for prop in self.active:
                 self.results[prop.id].internal_error = error
             self.active.clear()
-        self.seconds += time.monotonic() - start
+        self.seconds += time.monotonic() - start - (limits.extended() - pushed)
         for result in self.results.values():
             result.seconds = self.seconds
             result.out_of_budget = limits.out_of_budget()
-        if self.memory is not None and (self.done or time.monotonic() >= until):
+        if self.memory is not None and (self.done or time.monotonic() >= self._until()):
             self.memory.flush()
         return self.gain - gain0
 
-    def _step(self, until: float, deadline: float) -> None:
+    def _step(self) -> None:
         if self.strategy is None:  # the first slice: what is remembered and listed comes first
             if self.memory is not None:
                 self.pending = [(case, frozenset((pid,))) for pid, case in self.memory.failures()]
@@ -362,24 +381,28 @@ class Search:
                 self.corpus.extend(remembered)
             self.pending += self._examples()
             self.strategy = self._strategy()
-        while self.pending and self.active and time.monotonic() < until:
+        until = self._until
+        while self.pending and self.active and time.monotonic() < until():
             case, props = self.pending.pop(0)
             self._check_direct(case, mutant=False, only=props)
         time_bound = self.run.max_examples is None or self.run.budget is not None
-        while self.active and time.monotonic() < until:
+        while self.active and time.monotonic() < until():
             mutate = (time_bound and self.corpus and self.generated > 0
                       and self.rng.random() < MUTATION_SHARE)
             if mutate:
-                self._mutate(min(until, time.monotonic() + MIN_SLICE))
+                self._mutate(MIN_SLICE)
                 continue
-            t0 = time.monotonic()
-            stop = min(until, t0 + MIN_SLICE) if time_bound else until
-            failure, shrink_until = self._round(stop, deadline)
-            self.generated += time.monotonic() - t0
-            if failure is not None:
-                prop = failure._chainfuzz_property
-                self._record(prop, reduce_failure(prop, self.ctx, failure, shrink_until))
-            elif not time_bound:
+            t0, pushed = time.monotonic(), limits.extended()
+            stop = min(until(), t0 + MIN_SLICE) if time_bound else until()
+            try:
+                failure, shrink_until = self._round(stop)
+                if failure is not None:
+                    prop = failure._chainfuzz_property
+                    self._record(prop, reduce_failure(prop, self.ctx, failure, shrink_until))
+            finally:
+                self._shrinks.close()  # the clock runs again
+            self.generated += time.monotonic() - t0 - (limits.extended() - pushed)
+            if failure is None and not time_bound:
                 break  # Hypothesis ran its examples without a new defect
 
     def _strategy(self):
@@ -394,21 +417,28 @@ class Search:
                 cases.setdefault(dumps_json(case), (case, set()))[1].add(prop.id)
         return [(case, frozenset(ids)) for case, ids in cases.values()]
 
-    def _mutate(self, until: float) -> None:
-        """Check mutants of the corpus until ``until``."""
+    def _mutate(self, seconds: float) -> None:
+        """Check mutants of the corpus for ``seconds`` of search (shrinking not counted)."""
         mutator, corpus = self.mutator, self.corpus
-        while self.active and time.monotonic() < until:
+        start, pushed = time.monotonic(), limits.extended()
+
+        def end() -> float:
+            return min(self._until(), start + seconds + (limits.extended() - pushed))
+
+        while self.active and time.monotonic() < end():
             self._check_direct(mutator.mutate(corpus[self.rng.randrange(len(corpus))]), mutant=True)
 
-    def _round(self, stop: float, deadline: float):
+    def _round(self, stop: float):
         """One Hypothesis run: (the shrunk failure with an unknown key or None, shrink deadline).
 
-        Generation stops at ``stop``; shrinking stops ``run.shrink_seconds`` after the first
-        failure (never past ``deadline``), keeping the smallest failing input found by then.
-        The structural reduction that follows shares that shrink deadline.
+        Generation stops at ``stop``. The first failure stops the search's clock
+        (`limits.shrinking`, left to the caller to close) and Hypothesis shrinks it to its end,
+        or for ``run.shrink_seconds`` at most, keeping the smallest failing input found by
+        then; the structural reduction that follows shares that shrink deadline. A failure
+        found on a standard input (`chainfuzz.schema`) shrinks to standard inputs only.
         """
         run, ctx = self.run, self.ctx
-        state: dict = {"prop": None, "failure": None, "stop": stop}
+        state: dict = {"prop": None, "failure": None, "stop": stop, "standard": True}
 
         def test(case):
             if time.monotonic() > state["stop"]:
@@ -419,7 +449,7 @@ class Search:
                 try:
                     target.check(ctx, case)
                 except Failure as f:
-                    if f.key != state["failure"].key:
+                    if f.key != state["failure"].key or (state["standard"] and not schema.is_standard(case)):
                         reject()
                     f.case = copy_json(case)
                     f._chainfuzz_property = target
@@ -437,13 +467,14 @@ class Search:
                 try:
                     prop.check(ctx, case)
                 except Failure as f:
-                    if self._is_known(prop, f.key):
+                    if self._is_known(prop, f.key, case):
                         checked = True
                         self._observe(prop, f"known:{f.key}", case)
                         continue
                     self._observe(prop, f"new:{f.key}", case)
                     state["prop"] = prop
-                    state["stop"] = min(deadline, time.monotonic() + run.shrink_seconds)
+                    state["standard"] = schema.is_standard(case)
+                    state["stop"] = self._shrinks.enter_context(limits.shrinking(run.shrink_seconds))
                     f.case = copy_json(case)
                     f._chainfuzz_property = prop
                     state["failure"] = f
@@ -477,6 +508,8 @@ class Search:
             failure = f if getattr(f, "_chainfuzz_property", None) is not None else state["failure"]
         except (_OutOfTime, Flaky, limits.BudgetExhausted):
             failure = state["failure"]
+            if failure is not None:
+                failure._chainfuzz_cut = True  # Hypothesis' shrinker did not reach its end
             if failure is None and limits.out_of_budget():
                 raise limits.BudgetExhausted()
         except Unsatisfiable:
@@ -501,36 +534,40 @@ def run_searches(searches: Sequence[Search], run: RunSettings, total_budget: flo
     The command's budget (`limits.budget`) ends everything, keeping what was found."""
     if not searches:
         return
-    start = time.monotonic()
+    start, pushed = time.monotonic(), limits.extended()
     if total_budget is None and run.budget is not None:
         total_budget = run.budget * len(searches)
-    hard = limits.deadline()
     if total_budget is None:
         for search in searches:
             if progress:
                 progress(search)
             if not limits.out_of_budget():
-                search.step(hard, hard)
+                search.step(limits.deadline())
         return
-    end = min(start + total_budget, hard)
+    # Shrinking stops the clock (`limits.shrinking`): the end moves back by what it took.
+    start_end = start + total_budget
+
+    def until() -> float:
+        return min(start_end + (limits.extended() - pushed), limits.deadline())
+
     floor = FLOOR_SHARE * total_budget / len(searches)
     recent: dict[int, collections.deque] = {id(s): collections.deque(maxlen=2) for s in searches}
     # The floor is given round-robin in slices of at most FLOOR_SLICE, so every search (its
     # boundary examples first) starts within seconds even when the floor is long: given in
     # one piece, a 60 s budget made the fifth search wait 24 s for its first input.
-    while time.monotonic() < end:
+    while time.monotonic() < until():
         behind = [s for s in searches if not s.done and s.seconds < floor]
         if not behind:
             break
         for search in behind:
-            if time.monotonic() >= end:
+            if time.monotonic() >= until():
                 break
             if progress:
                 progress(search)
-            t0 = time.monotonic()
-            gain = search.step(min(end, t0 + min(FLOOR_SLICE, floor - search.seconds)), end)
-            recent[id(search)].append((gain, time.monotonic() - t0))
-    while time.monotonic() < end - 0.01:
+            t0, spent = time.monotonic(), search.seconds
+            gain = search.step(min(until(), t0 + min(FLOOR_SLICE, floor - search.seconds)))
+            recent[id(search)].append((gain, search.seconds - spent))
+    while time.monotonic() < until() - 0.01:
         live = [s for s in searches if not s.done]
         if not live:
             break
@@ -541,12 +578,12 @@ def run_searches(searches: Sequence[Search], run: RunSettings, total_budget: flo
             return (gained + 1) / (spent + MIN_SLICE)
 
         search = max(live, key=lambda s: (rate(s), -s.seconds))
-        left = end - time.monotonic()
-        t0 = time.monotonic()
+        left = until() - time.monotonic()
+        t0, spent = time.monotonic(), search.seconds
         if progress:
             progress(search)
-        gain = search.step(min(end, t0 + max(MIN_SLICE, left / (2 * len(live)))), end)
-        recent[id(search)].append((gain, time.monotonic() - t0))
+        gain = search.step(min(until(), t0 + max(MIN_SLICE, left / (2 * len(live)))))
+        recent[id(search)].append((gain, search.seconds - spent))
     for search in searches:
         if search.memory is not None:
             search.memory.flush()
@@ -575,15 +612,26 @@ def recheck(prop: Property, ctx, failure: Failure) -> bool:
     return False
 
 
-def reduce_failure(prop: Property, ctx, failure: Failure, until: float, *, texts: bool = False) -> Failure:
-    """Carry on shrinking ``failure`` by editing its case directly (see `reduce`), until the
-    monotonic time ``until``; the fuzzer shrinks its findings with it too. ``texts``: also
-    shorten texts, for failures no Hypothesis shrink went before (mutants, remembered cases)."""
+# Beyond these a reproducer is no longer read at a glance: the case then says why it is larger.
+GLANCE_MESSAGES = 4
+GLANCE_CHARS = 600
+
+
+def reduce_failure(prop: Property, ctx, failure: Failure, until: float) -> Failure:
+    """Carry on shrinking ``failure`` by editing its case directly (see `reduce`) to a fixed
+    point, or until the monotonic time ``until``; the fuzzer shrinks its findings with it too.
+    A failure on a standard input (`chainfuzz.schema`) stays on standard inputs. The result
+    says how far it went in ``minimal`` (`minimal_note`)."""
     best = failure
+    standard = schema.is_standard(failure.case)
+    late = [False]
 
     def still_fails(case: dict) -> bool:
         nonlocal best
         if time.monotonic() > until:
+            late[0] = True
+            return False
+        if standard and not schema.is_standard(case):
             return False
         try:
             prop.check(ctx, case)
@@ -597,28 +645,69 @@ def reduce_failure(prop: Property, ctx, failure: Failure, until: float, *, texts
         return False
 
     try:
-        reduce_case(failure.case, still_fails, texts=texts)
+        reduced = reduce_case(failure.case, still_fails)
+        fixed = reduced.fixed_point and not late[0]
     except limits.BudgetExhausted:
-        pass  # the budget ended the shrinking: the smallest input so far stands
+        fixed = False  # the budget ended the shrinking: the smallest input so far stands
+    best.minimal = minimal_note(best.case, fixed and not getattr(failure, "_chainfuzz_cut", False))
     return best
+
+
+def minimal_note(case: dict, fixed_point: bool) -> str:
+    """How minimal ``case`` is, in words: a fixed point of both shrinkers or not, and, past
+    `GLANCE_MESSAGES` messages or `GLANCE_CHARS` characters, what makes it that large."""
+    messages = case.get("messages") if isinstance(case, dict) else None
+    size = len(dumps_json(case, indent=None))
+    if not fixed_point:
+        return ("shrinking stopped at its time limit before a fixed point: a smaller input may "
+                "show the same defect")
+    note = "a fixed point of Hypothesis' shrinker and the structural reducer"
+    if isinstance(messages, list) and len(messages) > GLANCE_MESSAGES:
+        note += (f"; the defect needs all {len(messages)} messages: removing any turn, or "
+                 "shortening any text, loses it")
+    elif size > GLANCE_CHARS:
+        where, longest = max(((path, v) for path, v in _texts(case, "input")), key=lambda pv: len(pv[1]),
+                             default=("", ""))
+        note += (f"; the defect needs {size} characters: no text can be shortened without losing "
+                 f"it (the longest, {where}, has {len(longest)})")
+    return note
+
+
+def _texts(value, path: str):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _texts(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _texts(v, f"{path}[{i}]")
+    elif isinstance(value, str):
+        yield path, value
 
 
 def make_finding(prop: Property, ctx, failure: Failure, *, reproduced: bool = True) -> Finding:
     """The `Finding` a (shrunk) failure of ``prop`` on ``ctx``'s target is recorded as. Free
     text from the target is clipped (`text.clip`); the input never is. A failure that did
-    not fail again when re-checked (an intermittent defect, a machine under load) says so."""
+    not fail again when re-checked (an intermittent defect, a machine under load) says so.
+    One whose minimal input is lenient (`chainfuzz.schema`) is a warning, keyed apart."""
     message = clip(failure.message)
     if not reproduced:
         message += " (intermittent: the same input did not fail this way when checked again)"
+    severity = failure.severity or prop.severity
+    lenient = schema.nonstandard(failure.case)
+    if lenient:  # no standard input showed it: a warning that names the non-standard field
+        severity = "warning"
+        message += f" (only with non-standard input: {schema.describe(lenient)})"
+    key = schema.finding_key(failure.key, failure.case)
     return Finding(
         property=prop.id,
-        severity=failure.severity or prop.severity,
+        severity=severity,
         message=message,
-        key=clip(failure.key),
-        signature=signature(prop.id, ctx.target.name, failure.key),
+        key=clip(key),
+        signature=signature(prop.id, ctx.target.name, key),
         case=failure.case,
         observed=clip_value(failure.observed),  # JSON, or its repr
         expected=clip_value(failure.expected),
         rendered=None if failure.rendered is None else clip(failure.rendered),
         reproduced=reproduced,
+        minimal=getattr(failure, "minimal", ""),
     )

@@ -81,7 +81,7 @@ def renders(ctx, case):
         # Output past the limit and a MemoryError are one defect, text without bound: which
         # limit a render meets first depends on the memory the process holds at the time.
         key = (_UNBOUNDED if err.kind in ("output_limit", "memory_limit")
-               else error_key(err.exc_type, err.message))
+               else error_key(err.exc_type, err.message, err.site))
         raise chainfuzz.Failure(
             f"render failed: {err}", key=key,
             observed=str(err), expected="a rendering, or a deliberate raise_exception") from None
@@ -451,7 +451,7 @@ def engines_agree(ctx, case):
     if isinstance(ref, RenderError) or isinstance(other, RenderError):
         err, who = (other, "minijinja") if isinstance(other, RenderError) else (ref, "transformers")
         raise chainfuzz.Failure(
-            f"only {who} refuses: {err}", key=error_key(f"only_{who}_refuses", err.message),
+            f"only {who} refuses: {err}", key=error_key(f"only_{who}_refuses", err.message, err.site),
             observed=str(err), expected="both render or both refuse",
             rendered=ref if isinstance(ref, str) else other)
     if ref == other:

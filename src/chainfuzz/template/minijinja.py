@@ -91,7 +91,9 @@ class MiniJinjaRenderer:
         if is_native_panic(exc):  # a Rust panic inside minijinja
             return RenderError("error", first_line(str(exc)), "minijinja.Panic")
         if isinstance(exc, self._minijinja.TemplateError):
-            return RenderError("error", first_line(str(exc)), "minijinja.TemplateError")
+            line = re.search(r"\(in [^()]*:(\d+)\)", first_line(str(exc)))  # "... (in chat:2)"
+            return RenderError("error", first_line(str(exc)), "minijinja.TemplateError",
+                               int(line.group(1)) if line else None)
         if isinstance(exc, MemoryError):
             return RenderError("memory_limit", "the render ran out of the memory limit", "MemoryLimit")
         if isinstance(exc, Exception):  # a Python callback (tojson) failing on a minijinja value

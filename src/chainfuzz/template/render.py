@@ -61,12 +61,19 @@ class RenderError(Exception):
     UndefinedError, SecurityError...). The message is clipped to `MAX_MESSAGE` characters.
     """
 
-    def __init__(self, kind: str, message: str, exc_type: str) -> None:
+    def __init__(self, kind: str, message: str, exc_type: str, line: int | None = None) -> None:
         message = clip(message, MAX_MESSAGE)
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.exc_type = exc_type
+        self.line = line  # the template line jinja2 names for the error, where it names one
+
+    @property
+    def site(self) -> str | None:
+        """Where in the template it failed ("line 12"), for keys that tell two defects raising
+        the same exception apart; None where jinja2 does not say."""
+        return None if self.line is None else f"line {self.line}"
 
     @property
     def deliberate(self) -> bool:
@@ -197,8 +204,19 @@ def classify(exc: BaseException) -> RenderError:
     # transformers' raise_exception raises the base TemplateError; jinja2's own errors
     # (UndefinedError, SecurityError, TemplateSyntaxError...) are subclasses of it.
     if type(exc) is jinja2.exceptions.TemplateError:
-        return RenderError("raised", str(exc), "raise_exception")
-    return RenderError("error", str(exc), type(exc).__name__)
+        return RenderError("raised", str(exc), "raise_exception", _template_line(exc))
+    return RenderError("error", str(exc), type(exc).__name__, _template_line(exc))
+
+
+def _template_line(exc: BaseException) -> int | None:
+    """The template line the error was raised at: jinja2 rewrites a render's traceback so its
+    innermost "<template>" frame carries the template's own line number."""
+    line, tb = None, exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<template>":
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 @dataclass
