@@ -105,6 +105,13 @@ PLANTED = [
             case(USER, reply="hello"), max_messages=1),
     Planted("generation_prompt_header_defect", "generation_prompt", "different_header", "error",
             case(USER, reply="hello"), max_messages=1),
+    # Ignores the flag and writes an unusual header: flag_ignored, not different_header,
+    # so the report changes once the flag is fixed (generation_prompt_header_defect).
+    Planted("generation_prompt_flag_header_defect", "generation_prompt", "flag_ignored", "error",
+            case(USER, reply="hello"), max_messages=1),
+    # A thinking-mode prompt that opens another block than turns render ('<thinking>' vs '<think>').
+    Planted("generation_prompt_thinking_defect", "generation_prompt", "different_header", "error",
+            case(USER, reply="hello"), clean="generation_prompt_thinking_clean", max_messages=1),
     Planted("generation_prompt_gap_defect", "generation_prompt", "whitespace_gap", "warning",
             case(USER, reply="hello"), max_messages=1),
     Planted("turns_closed_defect", "turns_closed", "never_closed:<|im_start|>", "error",
@@ -158,6 +165,14 @@ def test_defect_is_a_twin_of_its_clean_template(planted):
 def test_clean_base_passes(prop):
     """The clean base has no finding at all, of either severity, for any property."""
     result = search("base_clean", prop)
+    assert result.findings == [], [(f.key, f.message, f.case) for f in result.findings]
+    assert result.examples >= MAX_EXAMPLES // 2, "the property skipped most inputs"
+
+
+def test_thinking_mode_prompt_is_clean():
+    """A generation prompt that opens the reasoning block the template renders for reasoning
+    turns (Qwen3's '<think>\\n') is thinking mode, not a defect."""
+    result = search("generation_prompt_thinking_clean", "generation_prompt")
     assert result.findings == [], [(f.key, f.message, f.case) for f in result.findings]
     assert result.examples >= MAX_EXAMPLES // 2, "the property skipped most inputs"
 

@@ -208,18 +208,39 @@ def _gen_cases(ctx):
 
 
 _EMPTY_REASONING = re.compile(r"\s*<(think|thinking|reasoning|thought)>\s*</\1>\s*")
+# Reasoning of the probe turn that recognises thinking mode: distinctive, so finding it
+# locates where the template writes a reasoning block's text.
+_REASONING = "chainfuzz reasoning probe 7f3a"
 
 
 def _gen_edges(ctx):
     return [{**c, "reply": "hello there"} for c in ctx.edge_conversations(end="user")]
 
 
+def _opens_reasoning(ctx, msgs, tools, reply, prompt) -> bool:
+    """Whether the generation prompt opens the template's reasoning block (thinking mode on
+    by default, as Qwen3's '<think>\\n'): rendered with a reasoning reply, the conversation
+    continues the prompt and the reasoning text follows it with nothing but whitespace
+    between. Judged by the template's own rendering of a reasoning turn, not by tag names.
+    Templates that drop reasoning from history (DeepSeek-R1) cannot be recognised so."""
+    turn = {"role": "assistant", "reasoning_content": _REASONING, "content": reply}
+    try:
+        think = ctx.render([*msgs, turn], tools=tools)
+    except RenderError:
+        return False
+    at = think.find(_REASONING, len(prompt))
+    return think.startswith(prompt) and at >= 0 and think[len(prompt):at].strip() == ""
+
+
 @chainfuzz.property("template.generation_prompt", inputs=_gen_cases, severity="error",
                     examples=_gen_edges)
 def generation_prompt(ctx, case):
     """render(msgs, add_generation_prompt=True) followed by an assistant reply equals the
-    start of render(msgs + [reply]): the text between the generation prompt and the reply is
-    empty. A whitespace-only gap, or an empty reasoning block, is a warning."""
+    start of render(msgs + [reply]). Checked in order: a flag that changes nothing while the
+    reply follows a header (flag_ignored), a prompt that is not the conversation's assistant
+    header (different_header), a header the model must finish (incomplete_header); a
+    whitespace gap or an empty reasoning block is a warning. A prompt that opens the
+    template's own reasoning block (thinking mode) is clean."""
     msgs, tools, reply = case["messages"], case.get("tools"), case["reply"]
     assume(msgs and msgs[-1]["role"] in ("user", "tool"), "the conversation awaits no reply")
     # A short reply inside the template's own text ("a" in "assistant") would be found early.
@@ -228,7 +249,23 @@ def generation_prompt(ctx, case):
     full = ctx.render_or_skip([*msgs, {"role": "assistant", "content": reply}], tools=tools)
     at = full.find(reply, len(prompt) if full.startswith(prompt) else 0)
     assume(at >= 0, "the reply is dropped (content_preserved's finding)")
+    # The flag first, on its own: judged after the header comparison, a template that ignores
+    # the flag and writes an unusual header read as different_header before and after its
+    # flag was fixed. The header is what the conversation puts before the reply past the
+    # point where it leaves the flagless rendering; none at all, and ignoring the flag costs
+    # nothing.
+    if prompt == ctx.render_or_skip(msgs, tools=tools):
+        d = next((j for j, (a, b) in enumerate(zip(prompt, full)) if a != b), min(len(prompt), len(full)))
+        header = full[min(d, at):at]
+        if header.strip() and not _EMPTY_REASONING.fullmatch(header):
+            instead = f" (the prompt writes {prompt[d:d + 40]!r} there)" if d < len(prompt) else ""
+            raise chainfuzz.Failure(
+                f"add_generation_prompt=True changes nothing: the model would have to generate "
+                f"{header!r} before its reply{instead}", key="flag_ignored", observed=prompt[d:],
+                expected=header, rendered=full)
     if not full.startswith(prompt):
+        if _opens_reasoning(ctx, msgs, tools, reply, prompt):
+            return
         d = next((j for j, (a, b) in enumerate(zip(prompt, full)) if a != b), len(full))
         raise chainfuzz.Failure(
             "the generation prompt is not how the template renders an assistant turn: "
@@ -237,18 +274,17 @@ def generation_prompt(ctx, case):
     gap = full[len(prompt):at]
     if not gap:
         return
-    ignored = prompt == ctx.render_or_skip(msgs, tools=tools)
     if gap.isspace() or _EMPTY_REASONING.fullmatch(gap):
         what = "whitespace" if gap.isspace() else "an empty reasoning block"
         raise chainfuzz.Failure(
             f"the template puts {what} {gap!r} between the generation prompt and the reply; "
             "the model must generate it", key="whitespace_gap" if gap.isspace() else "reasoning_gap",
             observed=gap, expected="", rendered=full, severity="warning")
+    if _opens_reasoning(ctx, msgs, tools, reply, prompt):
+        return
     raise chainfuzz.Failure(
-        ("add_generation_prompt=True adds nothing" if ignored else "the generation prompt stops short")
-        + f": the model would have to generate {gap!r} before its reply",
-        key="flag_ignored" if ignored else "incomplete_header", observed=gap, expected="",
-        rendered=full)
+        f"the generation prompt stops short: the model would have to generate {gap!r} before its reply",
+        key="incomplete_header", observed=gap, expected="", rendered=full)
 
 
 # --- template.turns_closed ---------------------------------------------------------------
