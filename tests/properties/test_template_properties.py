@@ -95,6 +95,10 @@ PLANTED = [
             case({"role": "user", "content": [{"type": "text", "text": "hi"}]}), max_messages=2),
     Planted("content_preserved_defect", "content_preserved", "dropped:tool:content", "error",
             case(USER, CALL, RESULT, ASSISTANT)),
+    Planted("content_preserved_repr_args_defect", "content_preserved",
+            "python_repr:assistant:tool_call.arguments", "error", case(USER, CALL, RESULT, ASSISTANT)),
+    Planted("content_preserved_moved_system_defect", "content_preserved", "moved:system:content",
+            "warning", case(USER, ASSISTANT, SYSTEM, USER)),
     Planted("content_preserved_trim_defect", "content_preserved", "trimmed:", "warning",
             case({"role": "user", "content": "  hi there\n"})),
     Planted("prefix_stable_defect", "prefix_stable", "rewrites:user->assistant", "warning",
@@ -213,12 +217,13 @@ def test_single_case_fails_defect_and_passes_twin(planted):
 @pytest.mark.parametrize("template, prop, key", [
     ("renders_constraint_defect", "renders", "constraint:roles must alternate"),
     ("content_preserved_trim_defect", "content_preserved", "trimmed:"),
+    ("content_preserved_moved_system_defect", "content_preserved", "moved:system:content"),
     ("generation_prompt_gap_defect", "generation_prompt", "whitespace_gap"),
     ("deterministic_clock_defect", "deterministic", "clock"),
 ])
 def test_warning_defect_yields_only_warnings(template, prop, key):
-    """A deliberate raise_exception, trimming, a whitespace gap and a clock dependence are
-    warning-tier: the search reports them and nothing of error severity."""
+    """A deliberate raise_exception, trimming, a moved system message, a whitespace gap and
+    a clock dependence are warning-tier: the search reports them and nothing of error severity."""
     result = search(template, prop)
     assert result.findings, f"{template}: no finding"
     assert all(f.severity == "warning" and f.key.startswith(key) for f in result.findings), \
@@ -238,6 +243,17 @@ def test_trimming_is_a_warning_and_blank_texts_are_not_charged():
                       case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " "})) is None
     assert check_once(context("base_clean"), "template.content_preserved",
                       case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " hello "})) is None
+
+
+def test_objects_are_compared_as_structures():
+    """An object tool result written with {{ content }} is a Python repr (an error, though
+    each leaf is verbatim); tojson with any separators keeps it."""
+    result = {"role": "tool", "tool_call_id": "call_abc123XYZ", "content": {"temp": 21, "sky": "sunny"}}
+    failure = check_once(context("no_repr_leak_defect"), "template.content_preserved",
+                         case(USER, CALL, result, ASSISTANT))
+    assert failure is not None and failure.key == "python_repr:tool:content", failure
+    assert check_once(context("base_clean"), "template.content_preserved",
+                      case(USER, CALL, result, ASSISTANT)) is None
 
 
 def test_random_filter_fails_run_to_run_every_time():

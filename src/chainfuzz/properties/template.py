@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import random
 import re
 
@@ -17,7 +18,8 @@ from hypothesis import strategies as st
 import chainfuzz
 from chainfuzz import RenderError, assume
 from chainfuzz import strategies as cst
-from chainfuzz.messages import BASIC_ROLES, all_strings, error_key, excerpt, expected_texts, json_escaped
+from chainfuzz.messages import (BASIC_ROLES, all_strings, error_key, excerpt, expected_texts, json_escaped,
+                                json_strings)
 
 
 def _cases(ctx):
@@ -120,16 +122,109 @@ _DEFECT_WORDS = {
 }
 
 
+_JSON = json.JSONDecoder()
+_MOVABLE = ("system", "developer")  # roles a template may hoist by design (DeepSeek, Mistral-Nemo)
+
+
+def _canonical(value) -> str:
+    """One spelling of a JSON value, so that values compare as structures (True is not 1)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _objects(msg: dict) -> list[tuple[str, object]]:
+    """(field, value) of each JSON object a message carries: tool-call arguments given as an
+    object, and a content that is a JSON value rather than text (a tool result as an object)."""
+    content = msg.get("content")
+    found = [("content", content)] if any(s for f, _, s in expected_texts(msg) if f == "content") else []
+    return found + [("tool_call.arguments", fn["arguments"]) for call in msg.get("tool_calls") or ()
+                    if isinstance((fn := call.get("function") or {}).get("arguments"), (dict, list))]
+
+
+def _python_repr(value, inputs: list[str]) -> str | None:
+    """``value``'s Python repr (what ``{{ value }}`` writes), unless it is also a JSON spelling
+    of it ([1, 2]) or some input text contains it: then finding it proves nothing."""
+    py = repr(value)
+    try:
+        if _canonical(json.loads(py)) == _canonical(value):
+            return None
+    except ValueError:
+        pass
+    return None if any(py in t for t in inputs) else py
+
+
+def _find_json(out: str, value, start: int) -> tuple[int, int]:
+    """(start, end) of a JSON encoding of ``value`` in ``out`` at or after ``start``, or (-1, -1).
+    Decoding at each opening bracket accepts any separators and escaping a tojson writes."""
+    want, opener = _canonical(value), "{" if isinstance(value, dict) else "["
+    at = out.find(opener, start)
+    while at >= 0:
+        try:
+            got, end = _JSON.raw_decode(out, at)
+            if _canonical(got) == want:
+                return at, end
+        except ValueError:
+            pass
+        at = out.find(opener, at + 1)
+    return -1, -1
+
+
+def _scan(ctx, case, out: str, texts, objects, indices) -> chainfuzz.Failure | None:
+    """The first defect among messages ``indices``, checked in order, or None. An object is
+    found as a whole first: its Python repr is an error, a JSON encoding keeps it; only
+    where neither is found (arguments written as XML parameters...) are its leaves looked for."""
+    inputs = all_strings(case)
+    cursor = 0
+    for i in indices:
+        msg, ends, covered = case["messages"][i], [], []
+        role = msg.get("role")
+        for j, field, value in objects:
+            if j != i:
+                continue
+            py = _python_repr(value, inputs)
+            if py is not None and (at := out.find(py, cursor)) >= 0:
+                return chainfuzz.Failure(
+                    f"message {i} ({role}) {field} is written as a Python repr, not JSON",
+                    key=f"python_repr:{role}:{field}", observed=out[at:at + len(py)],
+                    expected=_canonical(value), rendered=out)
+            at, end = _find_json(out, value, cursor)
+            if at >= 0:
+                ends.append(end)
+                covered += [(field, t) for t in json_strings(value)]
+        for _, field, text, structured in (x for x in texts if x[0] == i):
+            if (field, text) in covered:
+                covered.remove((field, text))
+                continue
+            at, end, defect = _find_text(out, text, structured, cursor, ctx.template_writes)
+            if defect is None:
+                ends.append(end)
+                continue
+            if defect == "ambiguous":
+                continue
+            return chainfuzz.Failure(
+                f"message {i} ({role}) {field} {_DEFECT_WORDS[defect]}",
+                key=f"{defect}:{role}:{field}", observed=out[at:end] if at >= 0 else None,
+                expected=text, rendered=out,
+                severity="warning" if defect == "trimmed" else None)
+        if ends:
+            cursor = min(ends)
+    return None
+
+
 @chainfuzz.property("template.content_preserved", inputs=_accepted_cases_with_flag, severity="error",
                     examples=_accepted_edges)
 def content_preserved(ctx, case):
     """Every message's text (content, tool-call names and arguments, tool results) appears in
-    the output verbatim and in order. Whitespace trimming is a warning; dropping, re-encoding
-    or reordering text is an error. Texts that spell the template's markers, blank texts, and
-    texts that cannot be found unambiguously are exempt."""
+    the output verbatim and in order; objects (arguments, tool results) as JSON, compared as
+    structures. Dropping, re-encoding (a Python repr of an object or of the tools list
+    included) or reordering text is an error; trimming whitespace, and a system or developer
+    message moved elsewhere (a design choice: moved:<role>:<field>), are warnings. Texts that
+    spell the template's markers, blank texts, texts that cannot be found unambiguously, and
+    tools a template leaves out, are exempt."""
+    msgs = case["messages"]
     # Whitespace-only texts are skipped: nothing tells a dropped blank from a trimmed one.
-    texts = [(i, f, t, structured) for i, msg in enumerate(case["messages"])
+    texts = [(i, f, t, structured) for i, msg in enumerate(msgs)
              for f, t, structured in expected_texts(msg) if not ctx.has_marker(t) and not t.isspace()]
+    objects = [(i, f, v) for i, msg in enumerate(msgs) for f, v in _objects(msg)]
     # Each text checked must be findable unambiguously: not inside another message's text or
     # the tool schemas, and, when short, not inside the template's own literal text ("Y"
     # would match "You are..."). Shrinking would otherwise converge on equal texts and blame
@@ -139,27 +234,49 @@ def content_preserved(ctx, case):
     elsewhere = [(i, t) for i, _, t, _ in texts] + [(-1, t) for t in all_strings(case.get("tools"))]
     clear = [x for x in texts if not ctx.template_writes(x[2])
              and not any(x[2] in b for j, b in elsewhere if j != x[0])]
-    assume(clear or not texts, "texts are ambiguous")
+    assume(clear or objects or case.get("tools") or not texts, "texts are ambiguous")
     texts = clear
     out = _render_case(ctx, case)
-    cursor = 0
-    for i, msg in enumerate(case["messages"]):
-        ends = []
-        for _, field, text, structured in (x for x in texts if x[0] == i):
-            at, end, defect = _find_text(out, text, structured, cursor, ctx.template_writes)
-            if defect is None:
-                ends.append(end)
-                continue
-            if defect == "ambiguous":
-                continue
-            role = msg.get("role")
+    # Tools a template omits are not charged (a design choice); written as a repr they are lost.
+    tools = case.get("tools") or []
+    inputs = all_strings(case)
+    for value in ([tools] + list(tools)) if tools else ():
+        py = _python_repr(value, inputs)
+        if py is not None and (at := out.find(py)) >= 0:
             raise chainfuzz.Failure(
-                f"message {i} ({role}) {field} {_DEFECT_WORDS[defect]}",
-                key=f"{defect}:{role}:{field}", observed=out[at:end] if at >= 0 else None,
-                expected=text, rendered=out,
-                severity="warning" if defect == "trimmed" else None)
-        if ends:
-            cursor = min(ends)
+                "the tools list is written as a Python repr, not JSON", key="python_repr:tools",
+                observed=excerpt(out, at), expected=_canonical(value), rendered=out)
+    failure = _scan(ctx, case, out, texts, objects, range(len(msgs)))
+    movable = [i for i, m in enumerate(msgs) if m.get("role") in _MOVABLE]
+    if failure is None or not movable:
+        if failure is not None:
+            raise failure
+        return
+    # A template may hoist system messages (DeepSeek puts them all first, Mistral-Nemo before
+    # the last user message): the rest must still be in order, and the one that breaks the
+    # order when added back is moved (warning) if its text is intact, else its own defect.
+    rest = [i for i in range(len(msgs)) if i not in movable]
+    failure = _scan(ctx, case, out, texts, objects, rest)
+    if failure is not None:
+        raise failure
+    for i in movable:
+        if _scan(ctx, case, out, texts, objects, sorted([*rest, i])) is None:
+            continue
+        alone = _scan(ctx, case, out, texts, objects, [i])
+        if alone is not None:
+            raise alone
+        role, field = msgs[i]["role"], next(f for j, f, _, _ in texts if j == i)
+        raise chainfuzz.Failure(
+            f"message {i} ({role}) {field} appears out of order: the template moves {role} messages",
+            key=f"moved:{role}:{field}", observed=None,
+            expected=next(t for j, _, t, _ in texts if j == i), rendered=out, severity="warning")
+    # Each moved message keeps the order on its own; together they do not (swapped among
+    # themselves): still the template's moving of them.
+    i = next((j for j, _, _, _ in texts if j in movable), movable[0])
+    raise chainfuzz.Failure(
+        f"the {msgs[i]['role']} messages appear out of order among themselves",
+        key=f"moved:{msgs[i]['role']}:content", observed=None, expected=None, rendered=out,
+        severity="warning")
 
 
 # --- template.prefix_stable --------------------------------------------------------------
