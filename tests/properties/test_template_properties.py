@@ -24,6 +24,7 @@ import pytest
 
 from chainfuzz.context import Context
 from chainfuzz.registry import get
+from chainfuzz.strategies import tool_schema
 from chainfuzz.internal.runner import PropertyResult, RunSettings, run_property
 from chainfuzz.targets import Target
 from verdicts import check_once, severity
@@ -122,14 +123,20 @@ PLANTED = [
             case(USER, ASSISTANT), max_messages=2),
     Planted("turns_closed_header_defect", "turns_closed", "never_closed:<|im_start|>", "error",
             case(USER), max_messages=2),
-    Planted("no_repr_leak_defect", "no_repr_leak", "repr:None", "error",
+    Planted("no_repr_leak_defect", "no_repr_leak", "repr@assistant.content:None", "error",
             case(USER, {"role": "assistant", "content": None}, add_generation_prompt=False)),
-    Planted("no_repr_leak_defect", "no_repr_leak", "repr:list", "error",
+    Planted("no_repr_leak_defect", "no_repr_leak", "repr@user.content:list", "error",
             case({"role": "user", "content": [{"type": "text", "text": "hi"}]},
                  add_generation_prompt=False), max_messages=2),
-    Planted("no_repr_leak_tool_calls_defect", "no_repr_leak", "repr:list", "error",
+    Planted("no_repr_leak_tool_calls_defect", "no_repr_leak", "repr@assistant.tool_calls:list", "error",
             case(USER, CALL, RESULT, ASSISTANT, add_generation_prompt=False),
             clean="no_repr_leak_tool_calls_clean", max_messages=4),
+    Planted("no_repr_leak_two_sites_defect", "no_repr_leak", "repr@tools:dict", "error",
+            case(USER, add_generation_prompt=False, tools=[tool_schema("get_weather")])),
+    Planted("no_repr_leak_two_sites_defect", "no_repr_leak", "repr@assistant.tool_call.arguments:dict",
+            "error", case(USER, CALL, RESULT, ASSISTANT, add_generation_prompt=False)),
+    Planted("no_repr_leak_tools_defect", "no_repr_leak", "repr@tools:dict", "error",
+            case(USER, add_generation_prompt=False, tools=[tool_schema("get_weather")])),
     Planted("deterministic_clock_defect", "deterministic", "clock", "warning",
             case(USER, add_generation_prompt=False), max_messages=2),
     Planted("deterministic_random_defect", "deterministic", "run_to_run", "error",
@@ -243,6 +250,26 @@ def test_trimming_is_a_warning_and_blank_texts_are_not_charged():
                       case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " "})) is None
     assert check_once(context("base_clean"), "template.content_preserved",
                       case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " hello "})) is None
+
+
+def test_repr_leaks_of_two_sites_are_two_findings():
+    """The tools and the arguments written as reprs are two findings, keyed by site; the twin
+    with either fixed (no_repr_leak_tools_defect: arguments; content_preserved_repr_args_defect:
+    tools) leaves the other alone."""
+    def sites(name):
+        return {f.key for f in search(name, "no_repr_leak").findings}
+
+    assert sites("no_repr_leak_two_sites_defect") == {"repr@tools:dict", "repr@assistant.tool_call.arguments:dict"}
+    assert sites("no_repr_leak_tools_defect") == {"repr@tools:dict"}
+    assert sites("content_preserved_repr_args_defect") == {"repr@assistant.tool_call.arguments:dict"}
+
+
+def test_tools_written_as_a_repr_are_not_preserved():
+    failure = check_once(context("no_repr_leak_tools_defect"), "template.content_preserved",
+                         case(USER, tools=[tool_schema("get_weather")]))
+    assert failure is not None and failure.key == "python_repr:tools", failure
+    assert check_once(context("base_clean"), "template.content_preserved",
+                      case(USER, tools=[tool_schema("get_weather")])) is None
 
 
 def test_objects_are_compared_as_structures():

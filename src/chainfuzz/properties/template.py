@@ -440,11 +440,56 @@ def turns_closed(ctx, case):
 _REPR = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\{'[^'\n]{0,80}': |\[\{'|\['[^'\n]{0,80}'[,\]]")
 
 
+def _repr_sites(case: dict) -> list[tuple[str, object]]:
+    """(site, value) for every structured value of a case whose Python repr a template could
+    write: null or non-text contents first (a template most often prints a field it reads
+    directly), then tool calls and their arguments, whole messages, the tools list. Values
+    nested in one share its site."""
+    contents, calls, rest = [], [], []
+
+    def walk(out, site, value):
+        if isinstance(value, (dict, list)) or value is None or isinstance(value, bool):
+            out.append((site, value))
+        for v in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+            walk(out, site, v)
+
+    for msg in case["messages"]:
+        role = msg.get("role")
+        walk(contents, f"{role}.content", msg.get("content"))
+        if msg.get("tool_calls"):
+            calls.append((f"{role}.tool_calls", msg["tool_calls"]))
+        for call in msg.get("tool_calls") or ():
+            calls += [(f"{role}.tool_call", call), (f"{role}.tool_call", call.get("function"))]
+            walk(calls, f"{role}.tool_call.arguments", (call.get("function") or {}).get("arguments"))
+        rest.append((role, msg))
+    rest.append(("messages", case["messages"]))
+    if case.get("tools"):
+        walk(rest, "tools", case["tools"])
+    return contents + calls + rest
+
+
+def _repr_site(out: str, start: int, end: int, keyword: bool, sites) -> str:
+    """The input field whose Python repr covers ``out[start:end]``: the smallest such value
+    (None, True, False: a value that is one), or "template" when none does (the template
+    wrote it from its own variables)."""
+    best = None
+    for site, value in sites:
+        if keyword != (value is None or isinstance(value, bool)):
+            continue
+        text = str(value)
+        at = out.find(text, max(0, end - len(text)))
+        if 0 <= at <= start and (best is None or len(text) < best[0]):
+            best = (len(text), site)
+    return best[1] if best else "template"
+
+
 @chainfuzz.property("template.no_repr_leak", inputs=_accepted_cases_with_flag, severity="error",
                     examples=_accepted_edges)
 def no_repr_leak(ctx, case):
     """No Python repr of structured input (None, True, {'a': 1}, ['x']) reaches the output.
-    A repr the template writes literally, or text the input itself contains, is exempt."""
+    The key names the input field whose repr leaked, repr@<site>:<kind> (repr@tools:dict,
+    repr@assistant.tool_call.arguments:dict, repr@template:None for the template's own
+    values). A repr the template writes literally, or text the input itself contains, is exempt."""
     out = _render_case(ctx, case)
     literal = ctx.literal_text
     inputs = all_strings(case)
@@ -452,10 +497,13 @@ def no_repr_leak(ctx, case):
         s = m.group()
         if s in literal or any(s in t for t in inputs):
             continue
-        kind = s if s in ("None", "True", "False") else ("dict" if s.startswith("{") else "list")
+        keyword = s in ("None", "True", "False")
+        kind = s if keyword else ("dict" if s.startswith("{") else "list")
+        site = _repr_site(out, m.start(), m.end(), keyword, _repr_sites(case))
         raise chainfuzz.Failure(
-            f"Python repr {s!r} in the output at offset {m.start()}: {excerpt(out, m.start())!r}",
-            key=f"repr:{kind}", observed=s, expected="JSON or text", rendered=out)
+            f"Python repr {s!r} of {site if site != 'template' else 'a value of the template'} in "
+            f"the output at offset {m.start()}: {excerpt(out, m.start())!r}",
+            key=f"repr@{site}:{kind}", observed=s, expected="JSON or text", rendered=out)
 
 
 # --- template.deterministic --------------------------------------------------------------
