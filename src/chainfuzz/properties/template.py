@@ -170,7 +170,8 @@ def _find_json(out: str, value, start: int) -> tuple[int, int]:
 
 def _scan(ctx, case, out: str, texts, objects, indices) -> chainfuzz.Failure | None:
     """The first defect among messages ``indices``, checked in order, or None. An object is
-    found as a whole first: its Python repr is an error, a JSON encoding keeps it; only
+    found as a whole first: its Python repr (before any JSON of it) is an error, a JSON
+    encoding keeps it; only
     where neither is found (arguments written as XML parameters...) are its leaves looked for."""
     inputs = all_strings(case)
     cursor = 0
@@ -181,12 +182,15 @@ def _scan(ctx, case, out: str, texts, objects, indices) -> chainfuzz.Failure | N
             if j != i:
                 continue
             py = _python_repr(value, inputs)
-            if py is not None and (at := out.find(py, cursor)) >= 0:
+            at, end = _find_json(out, value, cursor)
+            # A repr after a JSON encoding of the same value is another message's (Mistral-Nemo
+            # writes arguments as JSON and an equal tool result as a repr).
+            rep = out.find(py, cursor) if py is not None else -1
+            if rep >= 0 and (at < 0 or rep < at):
                 return chainfuzz.Failure(
                     f"message {i} ({role}) {field} is written as a Python repr, not JSON",
-                    key=f"python_repr:{role}:{field}", observed=out[at:at + len(py)],
-                    expected=_canonical(value), rendered=out)
-            at, end = _find_json(out, value, cursor)
+                    key=f"python_repr:{role}:{field}", observed=py, expected=_canonical(value),
+                    rendered=out)
             if at >= 0:
                 ends.append(end)
                 covered += [(field, t) for t in json_strings(value)]
