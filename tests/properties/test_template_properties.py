@@ -24,6 +24,7 @@ import pytest
 
 from chainfuzz.context import Context
 from chainfuzz.registry import get
+from chainfuzz.strategies import tool_schema
 from chainfuzz.internal.runner import PropertyResult, RunSettings, run_property
 from chainfuzz.targets import Target
 from verdicts import check_once, severity
@@ -95,6 +96,10 @@ PLANTED = [
             case({"role": "user", "content": [{"type": "text", "text": "hi"}]}), max_messages=2),
     Planted("content_preserved_defect", "content_preserved", "dropped:tool:content", "error",
             case(USER, CALL, RESULT, ASSISTANT)),
+    Planted("content_preserved_repr_args_defect", "content_preserved",
+            "python_repr:assistant:tool_call.arguments", "error", case(USER, CALL, RESULT, ASSISTANT)),
+    Planted("content_preserved_moved_system_defect", "content_preserved", "moved:system:content",
+            "warning", case(USER, ASSISTANT, SYSTEM, USER)),
     Planted("content_preserved_trim_defect", "content_preserved", "trimmed:", "warning",
             case({"role": "user", "content": "  hi there\n"})),
     Planted("prefix_stable_defect", "prefix_stable", "rewrites:user->assistant", "warning",
@@ -105,20 +110,33 @@ PLANTED = [
             case(USER, reply="hello"), max_messages=1),
     Planted("generation_prompt_header_defect", "generation_prompt", "different_header", "error",
             case(USER, reply="hello"), max_messages=1),
+    # Ignores the flag and writes an unusual header: flag_ignored, not different_header,
+    # so the report changes once the flag is fixed (generation_prompt_header_defect).
+    Planted("generation_prompt_flag_header_defect", "generation_prompt", "flag_ignored", "error",
+            case(USER, reply="hello"), max_messages=1),
+    # A thinking-mode prompt that opens another block than turns render ('<thinking>' vs '<think>').
+    Planted("generation_prompt_thinking_defect", "generation_prompt", "different_header", "error",
+            case(USER, reply="hello"), clean="generation_prompt_thinking_clean", max_messages=1),
     Planted("generation_prompt_gap_defect", "generation_prompt", "whitespace_gap", "warning",
             case(USER, reply="hello"), max_messages=1),
     Planted("turns_closed_defect", "turns_closed", "never_closed:<|im_start|>", "error",
             case(USER, ASSISTANT), max_messages=2),
     Planted("turns_closed_header_defect", "turns_closed", "never_closed:<|im_start|>", "error",
             case(USER), max_messages=2),
-    Planted("no_repr_leak_defect", "no_repr_leak", "repr:None", "error",
+    Planted("no_repr_leak_defect", "no_repr_leak", "repr@assistant.content:None", "error",
             case(USER, {"role": "assistant", "content": None}, add_generation_prompt=False)),
-    Planted("no_repr_leak_defect", "no_repr_leak", "repr:list", "error",
+    Planted("no_repr_leak_defect", "no_repr_leak", "repr@user.content:list", "error",
             case({"role": "user", "content": [{"type": "text", "text": "hi"}]},
                  add_generation_prompt=False), max_messages=2),
-    Planted("no_repr_leak_tool_calls_defect", "no_repr_leak", "repr:list", "error",
+    Planted("no_repr_leak_tool_calls_defect", "no_repr_leak", "repr@assistant.tool_calls:list", "error",
             case(USER, CALL, RESULT, ASSISTANT, add_generation_prompt=False),
             clean="no_repr_leak_tool_calls_clean", max_messages=4),
+    Planted("no_repr_leak_two_sites_defect", "no_repr_leak", "repr@tools:dict", "error",
+            case(USER, add_generation_prompt=False, tools=[tool_schema("get_weather")])),
+    Planted("no_repr_leak_two_sites_defect", "no_repr_leak", "repr@assistant.tool_call.arguments:dict",
+            "error", case(USER, CALL, RESULT, ASSISTANT, add_generation_prompt=False)),
+    Planted("no_repr_leak_tools_defect", "no_repr_leak", "repr@tools:dict", "error",
+            case(USER, add_generation_prompt=False, tools=[tool_schema("get_weather")])),
     Planted("deterministic_clock_defect", "deterministic", "clock", "warning",
             case(USER, add_generation_prompt=False), max_messages=2),
     Planted("deterministic_random_defect", "deterministic", "run_to_run", "error",
@@ -162,6 +180,14 @@ def test_clean_base_passes(prop):
     assert result.examples >= MAX_EXAMPLES // 2, "the property skipped most inputs"
 
 
+def test_thinking_mode_prompt_is_clean():
+    """A generation prompt that opens the reasoning block the template renders for reasoning
+    turns (Qwen3's '<think>\\n') is thinking mode, not a defect."""
+    result = search("generation_prompt_thinking_clean", "generation_prompt")
+    assert result.findings == [], [(f.key, f.message, f.case) for f in result.findings]
+    assert result.examples >= MAX_EXAMPLES // 2, "the property skipped most inputs"
+
+
 def test_tojson_tool_calls_twin_passes():
     result = search("no_repr_leak_tool_calls_clean", "no_repr_leak")
     assert result.findings == [], [(f.key, f.message, f.case) for f in result.findings]
@@ -198,12 +224,13 @@ def test_single_case_fails_defect_and_passes_twin(planted):
 @pytest.mark.parametrize("template, prop, key", [
     ("renders_constraint_defect", "renders", "constraint:roles must alternate"),
     ("content_preserved_trim_defect", "content_preserved", "trimmed:"),
+    ("content_preserved_moved_system_defect", "content_preserved", "moved:system:content"),
     ("generation_prompt_gap_defect", "generation_prompt", "whitespace_gap"),
     ("deterministic_clock_defect", "deterministic", "clock"),
 ])
 def test_warning_defect_yields_only_warnings(template, prop, key):
-    """A deliberate raise_exception, trimming, a whitespace gap and a clock dependence are
-    warning-tier: the search reports them and nothing of error severity."""
+    """A deliberate raise_exception, trimming, a moved system message, a whitespace gap and
+    a clock dependence are warning-tier: the search reports them and nothing of error severity."""
     result = search(template, prop)
     assert result.findings, f"{template}: no finding"
     assert all(f.severity == "warning" and f.key.startswith(key) for f in result.findings), \
@@ -223,6 +250,37 @@ def test_trimming_is_a_warning_and_blank_texts_are_not_charged():
                       case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " "})) is None
     assert check_once(context("base_clean"), "template.content_preserved",
                       case({"role": "user", "content": "a b"}, {"role": "assistant", "content": " hello "})) is None
+
+
+def test_repr_leaks_of_two_sites_are_two_findings():
+    """The tools and the arguments written as reprs are two findings, keyed by site; the twin
+    with either fixed (no_repr_leak_tools_defect: arguments; content_preserved_repr_args_defect:
+    tools) leaves the other alone."""
+    def sites(name):
+        return {f.key for f in search(name, "no_repr_leak").findings}
+
+    assert sites("no_repr_leak_two_sites_defect") == {"repr@tools:dict", "repr@assistant.tool_call.arguments:dict"}
+    assert sites("no_repr_leak_tools_defect") == {"repr@tools:dict"}
+    assert sites("content_preserved_repr_args_defect") == {"repr@assistant.tool_call.arguments:dict"}
+
+
+def test_tools_written_as_a_repr_are_not_preserved():
+    failure = check_once(context("no_repr_leak_tools_defect"), "template.content_preserved",
+                         case(USER, tools=[tool_schema("get_weather")]))
+    assert failure is not None and failure.key == "python_repr:tools", failure
+    assert check_once(context("base_clean"), "template.content_preserved",
+                      case(USER, tools=[tool_schema("get_weather")])) is None
+
+
+def test_objects_are_compared_as_structures():
+    """An object tool result written with {{ content }} is a Python repr (an error, though
+    each leaf is verbatim); tojson with any separators keeps it."""
+    result = {"role": "tool", "tool_call_id": "call_abc123XYZ", "content": {"temp": 21, "sky": "sunny"}}
+    failure = check_once(context("no_repr_leak_defect"), "template.content_preserved",
+                         case(USER, CALL, result, ASSISTANT))
+    assert failure is not None and failure.key == "python_repr:tool:content", failure
+    assert check_once(context("base_clean"), "template.content_preserved",
+                      case(USER, CALL, result, ASSISTANT)) is None
 
 
 def test_random_filter_fails_run_to_run_every_time():

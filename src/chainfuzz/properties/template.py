@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import json
 import random
 import re
 
@@ -17,7 +18,8 @@ from hypothesis import strategies as st
 import chainfuzz
 from chainfuzz import RenderError, assume
 from chainfuzz import strategies as cst
-from chainfuzz.messages import BASIC_ROLES, all_strings, error_key, excerpt, expected_texts, json_escaped
+from chainfuzz.messages import (BASIC_ROLES, all_strings, error_key, excerpt, expected_texts, json_escaped,
+                                json_strings)
 
 
 def _cases(ctx):
@@ -120,16 +122,113 @@ _DEFECT_WORDS = {
 }
 
 
+_JSON = json.JSONDecoder()
+_MOVABLE = ("system", "developer")  # roles a template may hoist by design (DeepSeek, Mistral-Nemo)
+
+
+def _canonical(value) -> str:
+    """One spelling of a JSON value, so that values compare as structures (True is not 1)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _objects(msg: dict) -> list[tuple[str, object]]:
+    """(field, value) of each JSON object a message carries: tool-call arguments given as an
+    object, and a content that is a JSON value rather than text (a tool result as an object)."""
+    content = msg.get("content")
+    found = [("content", content)] if any(s for f, _, s in expected_texts(msg) if f == "content") else []
+    return found + [("tool_call.arguments", fn["arguments"]) for call in msg.get("tool_calls") or ()
+                    if isinstance((fn := call.get("function") or {}).get("arguments"), (dict, list))]
+
+
+def _python_repr(value, inputs: list[str]) -> str | None:
+    """``value``'s Python repr (what ``{{ value }}`` writes), unless it is also a JSON spelling
+    of it ([1, 2]) or some input text contains it: then finding it proves nothing."""
+    py = repr(value)
+    try:
+        if _canonical(json.loads(py)) == _canonical(value):
+            return None
+    except ValueError:
+        pass
+    return None if any(py in t for t in inputs) else py
+
+
+def _find_json(out: str, value, start: int) -> tuple[int, int]:
+    """(start, end) of a JSON encoding of ``value`` in ``out`` at or after ``start``, or (-1, -1).
+    Decoding at each opening bracket accepts any separators and escaping a tojson writes."""
+    want, opener = _canonical(value), "{" if isinstance(value, dict) else "["
+    at = out.find(opener, start)
+    while at >= 0:
+        try:
+            got, end = _JSON.raw_decode(out, at)
+            if _canonical(got) == want:
+                return at, end
+        except ValueError:
+            pass
+        at = out.find(opener, at + 1)
+    return -1, -1
+
+
+def _scan(ctx, case, out: str, texts, objects, indices) -> chainfuzz.Failure | None:
+    """The first defect among messages ``indices``, checked in order, or None. An object is
+    found as a whole first: its Python repr (before any JSON of it) is an error, a JSON
+    encoding keeps it; only
+    where neither is found (arguments written as XML parameters...) are its leaves looked for."""
+    inputs = all_strings(case)
+    cursor = 0
+    for i in indices:
+        msg, ends, covered = case["messages"][i], [], []
+        role = msg.get("role")
+        for j, field, value in objects:
+            if j != i:
+                continue
+            py = _python_repr(value, inputs)
+            at, end = _find_json(out, value, cursor)
+            # A repr after a JSON encoding of the same value is another message's (Mistral-Nemo
+            # writes arguments as JSON and an equal tool result as a repr).
+            rep = out.find(py, cursor) if py is not None else -1
+            if rep >= 0 and (at < 0 or rep < at):
+                return chainfuzz.Failure(
+                    f"message {i} ({role}) {field} is written as a Python repr, not JSON",
+                    key=f"python_repr:{role}:{field}", observed=py, expected=_canonical(value),
+                    rendered=out)
+            if at >= 0:
+                ends.append(end)
+                covered += [(field, t) for t in json_strings(value)]
+        for _, field, text, structured in (x for x in texts if x[0] == i):
+            if (field, text) in covered:
+                covered.remove((field, text))
+                continue
+            at, end, defect = _find_text(out, text, structured, cursor, ctx.template_writes)
+            if defect is None:
+                ends.append(end)
+                continue
+            if defect == "ambiguous":
+                continue
+            return chainfuzz.Failure(
+                f"message {i} ({role}) {field} {_DEFECT_WORDS[defect]}",
+                key=f"{defect}:{role}:{field}", observed=out[at:end] if at >= 0 else None,
+                expected=text, rendered=out,
+                severity="warning" if defect == "trimmed" else None)
+        if ends:
+            cursor = min(ends)
+    return None
+
+
 @chainfuzz.property("template.content_preserved", inputs=_accepted_cases_with_flag, severity="error",
                     examples=_accepted_edges)
 def content_preserved(ctx, case):
     """Every message's text (content, tool-call names and arguments, tool results) appears in
-    the output verbatim and in order. Whitespace trimming is a warning; dropping, re-encoding
-    or reordering text is an error. Texts that spell the template's markers, blank texts, and
-    texts that cannot be found unambiguously are exempt."""
+    the output verbatim and in order; objects (arguments, tool results) as JSON, compared as
+    structures. Dropping, re-encoding (a Python repr of an object or of the tools list
+    included) or reordering text is an error; trimming whitespace, and a system or developer
+    message moved elsewhere (a design choice: moved:<role>:<field>), are warnings. Texts that
+    spell the template's markers, blank texts, texts that cannot be found unambiguously, and
+    tools a template leaves out, are exempt."""
+    msgs = case["messages"]
     # Whitespace-only texts are skipped: nothing tells a dropped blank from a trimmed one.
-    texts = [(i, f, t, structured) for i, msg in enumerate(case["messages"])
+    texts = [(i, f, t, structured) for i, msg in enumerate(msgs)
              for f, t, structured in expected_texts(msg) if not ctx.has_marker(t) and not t.isspace()]
+    objects = [(i, f, v) for i, msg in enumerate(msgs) for f, v in _objects(msg)]
     # Each text checked must be findable unambiguously: not inside another message's text or
     # the tool schemas, and, when short, not inside the template's own literal text ("Y"
     # would match "You are..."). Shrinking would otherwise converge on equal texts and blame
@@ -139,27 +238,52 @@ def content_preserved(ctx, case):
     elsewhere = [(i, t) for i, _, t, _ in texts] + [(-1, t) for t in all_strings(case.get("tools"))]
     clear = [x for x in texts if not ctx.template_writes(x[2])
              and not any(x[2] in b for j, b in elsewhere if j != x[0])]
-    assume(clear or not texts, "texts are ambiguous")
+    assume(clear or objects or case.get("tools") or not texts, "texts are ambiguous")
     texts = clear
     out = _render_case(ctx, case)
-    cursor = 0
-    for i, msg in enumerate(case["messages"]):
-        ends = []
-        for _, field, text, structured in (x for x in texts if x[0] == i):
-            at, end, defect = _find_text(out, text, structured, cursor, ctx.template_writes)
-            if defect is None:
-                ends.append(end)
-                continue
-            if defect == "ambiguous":
-                continue
-            role = msg.get("role")
+    # Tools a template omits are not charged (a design choice); written as a repr they are lost.
+    tools = case.get("tools") or []
+    inputs = all_strings(case)
+    for value in ([tools] + list(tools)) if tools else ():
+        py = _python_repr(value, inputs)
+        if py is not None and (at := out.find(py)) >= 0:
             raise chainfuzz.Failure(
-                f"message {i} ({role}) {field} {_DEFECT_WORDS[defect]}",
-                key=f"{defect}:{role}:{field}", observed=out[at:end] if at >= 0 else None,
-                expected=text, rendered=out,
-                severity="warning" if defect == "trimmed" else None)
-        if ends:
-            cursor = min(ends)
+                "the tools list is written as a Python repr, not JSON", key="python_repr:tools",
+                observed=excerpt(out, at), expected=_canonical(value), rendered=out)
+    first = _scan(ctx, case, out, texts, objects, range(len(msgs)))
+    movable = [i for i, m in enumerate(msgs) if m.get("role") in _MOVABLE]
+    if first is None:
+        return
+    if not movable:
+        raise first
+    # A template may hoist system messages (DeepSeek puts them all first, Mistral-Nemo before
+    # the last user message): the rest must still be in order, and the one that breaks the
+    # order when added back is moved (warning) if its text is intact, else its own defect.
+    rest = [i for i in range(len(msgs)) if i not in movable]
+    failure = _scan(ctx, case, out, texts, objects, rest)
+    if failure is not None:
+        raise failure
+    for i in movable:
+        if _scan(ctx, case, out, texts, objects, sorted([*rest, i])) is None:
+            continue
+        alone = _scan(ctx, case, out, texts, objects, [i])
+        if alone is not None:
+            raise alone
+        role, field = msgs[i]["role"], next(f for j, f, _, _ in texts if j == i)
+        raise chainfuzz.Failure(
+            f"message {i} ({role}) {field} appears out of order: the template moves {role} messages",
+            key=f"moved:{role}:{field}", observed=None,
+            expected=next(t for j, _, t, _ in texts if j == i), rendered=out, severity="warning")
+    # Each moved message keeps the order on its own; together they do not. Swapped among
+    # themselves, that is the template's moving of them; any other defect stands (gpt-oss
+    # drops a second system message, whose text only a later search from 0 finds ambiguous).
+    if not first.key.startswith("reordered:"):
+        raise first
+    i = next((j for j, _, _, _ in texts if j in movable), movable[0])
+    raise chainfuzz.Failure(
+        f"the {msgs[i]['role']} messages appear out of order among themselves",
+        key=f"moved:{msgs[i]['role']}:content", observed=None, expected=None, rendered=out,
+        severity="warning")
 
 
 # --- template.prefix_stable --------------------------------------------------------------
@@ -208,18 +332,39 @@ def _gen_cases(ctx):
 
 
 _EMPTY_REASONING = re.compile(r"\s*<(think|thinking|reasoning|thought)>\s*</\1>\s*")
+# Reasoning of the probe turn that recognises thinking mode: distinctive, so finding it
+# locates where the template writes a reasoning block's text.
+_REASONING = "chainfuzz reasoning probe 7f3a"
 
 
 def _gen_edges(ctx):
     return [{**c, "reply": "hello there"} for c in ctx.edge_conversations(end="user")]
 
 
+def _opens_reasoning(ctx, msgs, tools, reply, prompt) -> bool:
+    """Whether the generation prompt opens the template's reasoning block (thinking mode on
+    by default, as Qwen3's '<think>\\n'): rendered with a reasoning reply, the conversation
+    continues the prompt and the reasoning text follows it with nothing but whitespace
+    between. Judged by the template's own rendering of a reasoning turn, not by tag names.
+    Templates that drop reasoning from history (DeepSeek-R1) cannot be recognised so."""
+    turn = {"role": "assistant", "reasoning_content": _REASONING, "content": reply}
+    try:
+        think = ctx.render([*msgs, turn], tools=tools)
+    except RenderError:
+        return False
+    at = think.find(_REASONING, len(prompt))
+    return think.startswith(prompt) and at >= 0 and think[len(prompt):at].strip() == ""
+
+
 @chainfuzz.property("template.generation_prompt", inputs=_gen_cases, severity="error",
                     examples=_gen_edges)
 def generation_prompt(ctx, case):
     """render(msgs, add_generation_prompt=True) followed by an assistant reply equals the
-    start of render(msgs + [reply]): the text between the generation prompt and the reply is
-    empty. A whitespace-only gap, or an empty reasoning block, is a warning."""
+    start of render(msgs + [reply]). Checked in order: a flag that changes nothing while the
+    reply follows a header (flag_ignored), a prompt that is not the conversation's assistant
+    header (different_header), a header the model must finish (incomplete_header); a
+    whitespace gap or an empty reasoning block is a warning. A prompt that opens the
+    template's own reasoning block (thinking mode) is clean."""
     msgs, tools, reply = case["messages"], case.get("tools"), case["reply"]
     assume(msgs and msgs[-1]["role"] in ("user", "tool"), "the conversation awaits no reply")
     # A short reply inside the template's own text ("a" in "assistant") would be found early.
@@ -228,7 +373,25 @@ def generation_prompt(ctx, case):
     full = ctx.render_or_skip([*msgs, {"role": "assistant", "content": reply}], tools=tools)
     at = full.find(reply, len(prompt) if full.startswith(prompt) else 0)
     assume(at >= 0, "the reply is dropped (content_preserved's finding)")
+    # The flag first, on its own: judged after the header comparison, a template that ignores
+    # the flag and writes an unusual header read as different_header before and after its
+    # flag was fixed. The header is what the conversation puts between the last message's
+    # text and the reply; none at all, or one the flagless prompt already ends with
+    # (Mistral's '[/INST]'), and ignoring the flag costs nothing.
+    if prompt == ctx.render_or_skip(msgs, tools=tools):
+        d = next((j for j, (a, b) in enumerate(zip(prompt, full)) if a != b), min(len(prompt), len(full)))
+        last = [t for _, t, _ in expected_texts(msgs[-1])]
+        end = full.rfind(last[-1], 0, at) + len(last[-1]) if last and last[-1] in full[:at] else min(d, at)
+        header, missing = full[end:at], full[max(d, end):at]
+        if missing.strip() and not _EMPTY_REASONING.fullmatch(header) and not prompt.endswith(header):
+            instead = f" (the prompt writes {prompt[d:d + 40]!r} there)" if d < len(prompt) else ""
+            raise chainfuzz.Failure(
+                f"add_generation_prompt=True changes nothing: the model would have to generate "
+                f"{missing!r} before its reply{instead}", key="flag_ignored", observed=prompt[d:],
+                expected=missing, rendered=full)
     if not full.startswith(prompt):
+        if _opens_reasoning(ctx, msgs, tools, reply, prompt):
+            return
         d = next((j for j, (a, b) in enumerate(zip(prompt, full)) if a != b), len(full))
         raise chainfuzz.Failure(
             "the generation prompt is not how the template renders an assistant turn: "
@@ -237,18 +400,17 @@ def generation_prompt(ctx, case):
     gap = full[len(prompt):at]
     if not gap:
         return
-    ignored = prompt == ctx.render_or_skip(msgs, tools=tools)
     if gap.isspace() or _EMPTY_REASONING.fullmatch(gap):
         what = "whitespace" if gap.isspace() else "an empty reasoning block"
         raise chainfuzz.Failure(
             f"the template puts {what} {gap!r} between the generation prompt and the reply; "
             "the model must generate it", key="whitespace_gap" if gap.isspace() else "reasoning_gap",
             observed=gap, expected="", rendered=full, severity="warning")
+    if _opens_reasoning(ctx, msgs, tools, reply, prompt):
+        return
     raise chainfuzz.Failure(
-        ("add_generation_prompt=True adds nothing" if ignored else "the generation prompt stops short")
-        + f": the model would have to generate {gap!r} before its reply",
-        key="flag_ignored" if ignored else "incomplete_header", observed=gap, expected="",
-        rendered=full)
+        f"the generation prompt stops short: the model would have to generate {gap!r} before its reply",
+        key="incomplete_header", observed=gap, expected="", rendered=full)
 
 
 # --- template.turns_closed ---------------------------------------------------------------
@@ -287,11 +449,56 @@ def turns_closed(ctx, case):
 _REPR = re.compile(r"\bNone\b|\bTrue\b|\bFalse\b|\{'[^'\n]{0,80}': |\[\{'|\['[^'\n]{0,80}'[,\]]")
 
 
+def _repr_sites(case: dict) -> list[tuple[str, object]]:
+    """(site, value) for every structured value of a case whose Python repr a template could
+    write: null or non-text contents first (a template most often prints a field it reads
+    directly), then tool calls and their arguments, whole messages, the tools list. Values
+    nested in one share its site."""
+    contents, calls, rest = [], [], []
+
+    def walk(out, site, value):
+        if isinstance(value, (dict, list)) or value is None or isinstance(value, bool):
+            out.append((site, value))
+        for v in value.values() if isinstance(value, dict) else value if isinstance(value, list) else ():
+            walk(out, site, v)
+
+    for msg in case["messages"]:
+        role = msg.get("role")
+        walk(contents, f"{role}.content", msg.get("content"))
+        if msg.get("tool_calls"):
+            calls.append((f"{role}.tool_calls", msg["tool_calls"]))
+        for call in msg.get("tool_calls") or ():
+            calls += [(f"{role}.tool_call", call), (f"{role}.tool_call", call.get("function"))]
+            walk(calls, f"{role}.tool_call.arguments", (call.get("function") or {}).get("arguments"))
+        rest.append((role, msg))
+    rest.append(("messages", case["messages"]))
+    if case.get("tools"):
+        walk(rest, "tools", case["tools"])
+    return contents + calls + rest
+
+
+def _repr_site(out: str, start: int, end: int, keyword: bool, sites) -> str:
+    """The input field whose Python repr covers ``out[start:end]``: the smallest such value
+    (None, True, False: a value that is one), or "template" when none does (the template
+    wrote it from its own variables)."""
+    best = None
+    for site, value in sites:
+        if keyword != (value is None or isinstance(value, bool)):
+            continue
+        text = str(value)
+        at = out.find(text, max(0, end - len(text)))
+        if 0 <= at <= start and (best is None or len(text) < best[0]):
+            best = (len(text), site)
+    return best[1] if best else "template"
+
+
 @chainfuzz.property("template.no_repr_leak", inputs=_accepted_cases_with_flag, severity="error",
                     examples=_accepted_edges)
 def no_repr_leak(ctx, case):
     """No Python repr of structured input (None, True, {'a': 1}, ['x']) reaches the output.
-    A repr the template writes literally, or text the input itself contains, is exempt."""
+    The key names the input field whose repr leaked, repr@<site>:<kind> (repr@tools:dict,
+    repr@assistant.tool_call.arguments:dict, repr@template:None for the template's own
+    values). A repr the template writes literally, or text the input itself contains, is exempt."""
     out = _render_case(ctx, case)
     literal = ctx.literal_text
     inputs = all_strings(case)
@@ -299,10 +506,13 @@ def no_repr_leak(ctx, case):
         s = m.group()
         if s in literal or any(s in t for t in inputs):
             continue
-        kind = s if s in ("None", "True", "False") else ("dict" if s.startswith("{") else "list")
+        keyword = s in ("None", "True", "False")
+        kind = s if keyword else ("dict" if s.startswith("{") else "list")
+        site = _repr_site(out, m.start(), m.end(), keyword, _repr_sites(case))
         raise chainfuzz.Failure(
-            f"Python repr {s!r} in the output at offset {m.start()}: {excerpt(out, m.start())!r}",
-            key=f"repr:{kind}", observed=s, expected="JSON or text", rendered=out)
+            f"Python repr {s!r} of {site if site != 'template' else 'a value of the template'} in "
+            f"the output at offset {m.start()}: {excerpt(out, m.start())!r}",
+            key=f"repr@{site}:{kind}", observed=s, expected="JSON or text", rendered=out)
 
 
 # --- template.deterministic --------------------------------------------------------------
