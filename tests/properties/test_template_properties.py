@@ -90,9 +90,11 @@ class Planted:
 
 
 PLANTED = [
-    Planted("renders_defect", "renders", "TypeError:unsupported operand type(s) for +: 'NoneType'",
-            "error", case(USER, {"role": "assistant", "content": None}), max_messages=3),
-    Planted("renders_defect", "renders", "TypeError:can only concatenate list", "error",
+    # Keys name the template line (both defects are on line 26) and the input is standard:
+    # null content beside tool calls, as the OpenAI schema allows it.
+    Planted("renders_defect", "renders", "TypeError@line 26:unsupported operand type(s) for +: 'NoneType'",
+            "error", case(USER, CALL), max_messages=3),
+    Planted("renders_defect", "renders", "TypeError@line 26:can only concatenate list", "error",
             case({"role": "user", "content": [{"type": "text", "text": "hi"}]}), max_messages=2),
     Planted("content_preserved_defect", "content_preserved", "dropped:tool:content", "error",
             case(USER, CALL, RESULT, ASSISTANT)),
@@ -145,7 +147,7 @@ PLANTED = [
             case(USER, {"role": "user", "content": "again"}), max_messages=2),
     Planted("roundtrip_merge_defect", "roundtrip", "roles", "warning",
             case(USER, {"role": "user", "content": "again"}), max_messages=2),
-    Planted("engines_agree_defect", "engines_agree", "only_minijinja_refuses:", "warning",
+    Planted("engines_agree_defect", "engines_agree", "only_minijinja_refuses@line 27:", "warning",
             case(USER, ASSISTANT, add_generation_prompt=False), key_contains="rsplit", max_messages=2),
     Planted("engines_agree_indent_defect", "engines_agree", "differs:indent", "warning",
             case(USER, {"role": "assistant", "content": "two\nlines\n"}, add_generation_prompt=False),

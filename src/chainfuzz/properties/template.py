@@ -171,8 +171,8 @@ def _find_json(out: str, value, start: int) -> tuple[int, int]:
 def _scan(ctx, case, out: str, texts, objects, indices) -> chainfuzz.Failure | None:
     """The first defect among messages ``indices``, checked in order, or None. An object is
     found as a whole first: its Python repr (before any JSON of it) is an error, a JSON
-    encoding keeps it; only
-    where neither is found (arguments written as XML parameters...) are its leaves looked for."""
+    encoding keeps it; only where neither is found (arguments written as XML parameters...)
+    are its leaves looked for."""
     inputs = all_strings(case)
     cursor = 0
     for i in indices:
