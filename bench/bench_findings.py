@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from chainfuzz import schema
-from chainfuzz.internal.runner import GLANCE_CHARS, GLANCE_MESSAGES
+from chainfuzz.internal.runner import GLANCE_CHARS, GLANCE_MESSAGES, glance_size
 
 
 def load(folder: Path) -> list[dict]:
@@ -36,8 +36,7 @@ def load(folder: Path) -> list[dict]:
 def size(rec: dict) -> tuple[int, int]:
     case = rec["input"]
     msgs = case.get("messages") if isinstance(case, dict) else None
-    return (len(msgs) if isinstance(msgs, list) else 0,
-            len(json.dumps(case, ensure_ascii=False, separators=(",", ":"))))
+    return len(msgs) if isinstance(msgs, list) else 0, glance_size(case)
 
 
 def table(recs: list[dict]) -> str:

@@ -81,8 +81,8 @@ DEFAULT_EXAMPLES = 100
 def _search_flags(p: argparse.ArgumentParser, *, crashes_default: str, budget: float | None = None) -> None:
     p.add_argument("--json", metavar="FILE", help="write the machine-readable report here")
     p.add_argument("--budget", metavar="SECONDS", type=_positive(float), default=budget,
-                   help="wall-clock budget for the whole run, shared by all properties"
-                   + (f" (default {budget:g})" if budget else ""))
+                   help="time to search, shared by all properties; shrinking what it finds may add "
+                   "a fifth to it" + (f" (default {budget:g})" if budget else ""))
     _memory_flag(p)
     p.add_argument("--max-examples", metavar="N", type=_positive(int),
                    help="examples per property (default: no cap with --budget, where time bounds "
@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", metavar="N", type=_positive(int), help="parallel workers (default: CPU count)")
     p.add_argument("--markdown", metavar="FILE", help="write the findings table as Markdown")
     p.add_argument("--limit", metavar="N", type=_positive(int), help="check only the first N templates")
-    _search_flags(p, crashes_default="crashes", budget=100)
+    _search_flags(p, crashes_default="crashes", budget=90)
 
     p = sub.add_parser("fuzz", help="coverage-guided fuzzing with atheris (pip install 'chainfuzz[fuzz]')",
                        epilog="exit codes: 0 no error case written, 1 error cases written, 2 bad input, "

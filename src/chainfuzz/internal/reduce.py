@@ -3,8 +3,10 @@
 Hypothesis shrinks the choices a strategy made, and can stall where removing a message would
 need several choices to change at once. Cases are plain conversations, so this pass edits them
 directly: it first tries the standard form of each non-standard field (`chainfuzz.schema`), then
-deletes whole turns (an assistant message together with its tool results), drops ``tools``
-and optional keys, and shortens texts (cut by halves, then quarters..., never to empty:
+deletes whole turns (an assistant message together with its tool results), one of parallel
+tool calls (with its result), ``tools`` and optional keys, then simplifies structured values
+(an argument or an object result's key or item deleted, a number set to 0, a text part
+deleted), and shortens texts (cut by halves, then quarters..., never to empty:
 emptying one can keep the defect's key while changing its cause, as an empty system message
 is legitimately dropped), keeping an edit only while the same defect still shows. Every edit
 keeps the case schema-shaped. It runs to a fixed point: no single edit keeps the defect.
@@ -20,6 +22,9 @@ from ..schema import standard_forms
 from .mutate import FIXED_KEYS
 
 _OPTIONAL_KEYS = ("reasoning_content", "name")
+# Keys whose strings texts are not cut under: ids and names tie calls to results and schemas.
+# Argument values are cut (mutation leaves them whole: `mutate.FIXED_KEYS`).
+_UNCUT = FIXED_KEYS - {"arguments"}
 
 
 @dataclass
@@ -56,11 +61,81 @@ def _candidates(case: dict) -> Iterator[dict]:
             yield {**case, "messages": messages[:start] + messages[stop:]}
     if case.get("tools"):
         yield {**case, "tools": None}
+    yield from _fewer_calls(case)
     for i, msg in enumerate(messages):
         for key in _OPTIONAL_KEYS:
             if key in msg:
                 yield _edit(case, i, lambda m, k=key: m.pop(k))
+    yield from _simpler_values(case)
     yield from _shorter_texts(case)
+
+
+def _fewer_calls(case: dict) -> Iterator[dict]:
+    """The case with one of an assistant's several tool calls removed, with its result."""
+    for i, msg in enumerate(case.get("messages") or []):
+        calls = msg.get("tool_calls") or []
+        for k in range(len(calls) if len(calls) > 1 else 0):
+            edited = copy.deepcopy(case)
+            gone = edited["messages"][i]["tool_calls"].pop(k).get("id")
+            edited["messages"] = [m for m in edited["messages"]
+                                  if not (m.get("role") == "tool" and m.get("tool_call_id") == gone)]
+            yield edited
+
+
+def _simpler_values(case: dict) -> Iterator[dict]:
+    """The case with one structured value simpler: a key or item of tool-call arguments or of
+    an object tool result deleted, a number there set to 0, one of several content parts
+    deleted (a part itself stays whole: ``{"type": "text", "text": ...}``)."""
+    for root in _data_roots(case):
+        data = _get(case, root)
+        if _parts(data):
+            for j in range(len(data) if len(data) > 1 else 0):
+                yield _edit_at(case, root, lambda v, j=j: v.pop(j))
+            continue
+        for path, value in _values(data, root):
+            if isinstance(value, dict):
+                for key in value:
+                    yield _edit_at(case, path, lambda v, key=key: v.pop(key))
+            elif isinstance(value, list):
+                for j in range(len(value)):
+                    yield _edit_at(case, path, lambda v, j=j: v.pop(j))
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and value != 0:
+                yield _replaced(case, path, 0)
+
+
+def _parts(value) -> bool:
+    return isinstance(value, list) and all(isinstance(p, dict) and "type" in p for p in value)
+
+
+def _data_roots(case: dict) -> Iterator[tuple]:
+    """Paths of the structured values a case carries: arguments given as objects, tool results
+    given as objects, contents given as lists of parts."""
+    for i, msg in enumerate(case.get("messages") or []):
+        for k, call in enumerate(msg.get("tool_calls") or ()):
+            if isinstance((call.get("function") or {}).get("arguments"), (dict, list)):
+                yield ("messages", i, "tool_calls", k, "function", "arguments")
+        if isinstance(msg.get("content"), (dict, list)):
+            yield ("messages", i, "content")
+
+
+def _edit_at(case: dict, path: tuple, change: Callable[[object], object]) -> dict:
+    edited = copy.deepcopy(case)
+    change(_get(edited, path))
+    return edited
+
+
+def _values(value, path: tuple) -> Iterator[tuple[tuple, object]]:
+    """(path, value) of ``value`` and of every value inside it."""
+    yield path, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, inner in items:
+        yield from _values(inner, (*path, key))
+
+
+def _replaced(case: dict, path: tuple, new) -> dict:
+    edited = copy.deepcopy(case)
+    _set(edited, path, new)
+    return edited
 
 
 def _shorter_texts(case: dict) -> Iterator[dict]:
@@ -74,9 +149,7 @@ def _shorter_texts(case: dict) -> Iterator[dict]:
             for start in range(0, len(value) - size + 1, size):
                 cut = value[:start] + value[start + size:]
                 if cut and _no_new_edges(value, cut):
-                    edited = copy.deepcopy(case)
-                    _set(edited, path, cut)
-                    yield edited
+                    yield _replaced(case, path, cut)
             size //= 2
 
 
@@ -90,7 +163,7 @@ def _no_new_edges(value: str, cut: str) -> bool:
 def _strings(value, path):
     if isinstance(value, dict):
         for k, v in value.items():
-            if k not in FIXED_KEYS:
+            if k not in _UNCUT:
                 yield from _strings(v, (*path, k))
     elif isinstance(value, list):
         for i, v in enumerate(value):

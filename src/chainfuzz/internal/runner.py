@@ -18,6 +18,7 @@ import collections
 import contextlib
 import copy
 import hashlib
+import json
 import random
 import time
 import traceback
@@ -398,7 +399,7 @@ class Search:
                 failure, shrink_until = self._round(stop)
                 if failure is not None:
                     prop = failure._chainfuzz_property
-                    self._record(prop, reduce_failure(prop, self.ctx, failure, shrink_until))
+                    self._record(prop, reduce_failure(prop, self.ctx, failure, shrink_until, hypothesis=True))
             finally:
                 self._shrinks.close()  # the clock runs again
             self.generated += time.monotonic() - t0 - (limits.extended() - pushed)
@@ -617,11 +618,12 @@ GLANCE_MESSAGES = 4
 GLANCE_CHARS = 600
 
 
-def reduce_failure(prop: Property, ctx, failure: Failure, until: float) -> Failure:
+def reduce_failure(prop: Property, ctx, failure: Failure, until: float, *, hypothesis: bool = False) -> Failure:
     """Carry on shrinking ``failure`` by editing its case directly (see `reduce`) to a fixed
     point, or until the monotonic time ``until``; the fuzzer shrinks its findings with it too.
     A failure on a standard input (`chainfuzz.schema`) stays on standard inputs. The result
-    says how far it went in ``minimal`` (`minimal_note`)."""
+    says how far it went in ``minimal`` (`minimal_note`); ``hypothesis``: Hypothesis' shrinker
+    went first (unless its run says it was cut short)."""
     best = failure
     standard = schema.is_standard(failure.case)
     late = [False]
@@ -649,27 +651,36 @@ def reduce_failure(prop: Property, ctx, failure: Failure, until: float) -> Failu
         fixed = reduced.fixed_point and not late[0]
     except limits.BudgetExhausted:
         fixed = False  # the budget ended the shrinking: the smallest input so far stands
-    best.minimal = minimal_note(best.case, fixed and not getattr(failure, "_chainfuzz_cut", False))
+    cut = getattr(failure, "_chainfuzz_cut", False)
+    best.minimal = minimal_note(best.case, fixed and not cut, hypothesis=hypothesis and not cut)
     return best
 
 
-def minimal_note(case: dict, fixed_point: bool) -> str:
-    """How minimal ``case`` is, in words: a fixed point of both shrinkers or not, and, past
+def glance_size(case: object) -> int:
+    """The characters of ``case`` as compact JSON: what `GLANCE_CHARS` bounds."""
+    return len(json.dumps(case, ensure_ascii=False, separators=(",", ":")))
+
+
+def minimal_note(case: dict, fixed_point: bool, *, hypothesis: bool = False) -> str:
+    """How minimal ``case`` is, in words: a fixed point of the structural reducer (after
+    Hypothesis' shrinker ran to its end, with ``hypothesis``) or not, and, past
     `GLANCE_MESSAGES` messages or `GLANCE_CHARS` characters, what makes it that large."""
     messages = case.get("messages") if isinstance(case, dict) else None
-    size = len(dumps_json(case, indent=None))
+    size = glance_size(case)
     if not fixed_point:
         return ("shrinking stopped at its time limit before a fixed point: a smaller input may "
                 "show the same defect")
-    note = "a fixed point of Hypothesis' shrinker and the structural reducer"
+    note = "a fixed point of the structural reducer" + (
+        ", after Hypothesis' shrinker ran to its end" if hypothesis else " (found without Hypothesis: mutated, "
+        "remembered or fuzzed)")
     if isinstance(messages, list) and len(messages) > GLANCE_MESSAGES:
         note += (f"; the defect needs all {len(messages)} messages: removing any turn, or "
                  "shortening any text, loses it")
     elif size > GLANCE_CHARS:
         where, longest = max(((path, v) for path, v in _texts(case, "input")), key=lambda pv: len(pv[1]),
                              default=("", ""))
-        note += (f"; the defect needs {size} characters: no text can be shortened without losing "
-                 f"it (the longest, {where}, has {len(longest)})")
+        note += (f"; the defect needs {size} characters: no message, call, value or text can be "
+                 f"removed or shortened without losing it (the longest text, {where}, has {len(longest)})")
     return note
 
 
