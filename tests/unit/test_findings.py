@@ -153,7 +153,7 @@ def test_shrinking_stops_the_budgets_clock():
     with limits.budget(1.0):
         end = limits.deadline()
         with limits.shrinking(10.0) as stop:
-            assert stop == pytest.approx(end + 0.5, abs=0.05)  # the allowance: half the budget
+            assert stop == pytest.approx(end + limits.SHRINK_ALLOWANCE, abs=0.05)  # a share of the budget
             time.sleep(0.2)
         assert limits.deadline() == pytest.approx(end + 0.2, abs=0.05)
         assert limits.extended() >= 0.2

@@ -2,13 +2,13 @@
 
 Hypothesis shrinks the choices a strategy made, and can stall where removing a message would
 need several choices to change at once. Cases are plain conversations, so this pass edits them
-directly: it first tries the standard form of each non-standard field (`chainfuzz.schema`), then
-deletes whole turns (an assistant message together with its tool results), one of parallel
-tool calls (with its result), ``tools`` and optional keys, then simplifies structured values
-(an argument or an object result's key or item deleted, a number set to 0, a text part
-deleted), and shortens texts (cut by halves, then quarters..., never to empty:
-emptying one can keep the defect's key while changing its cause, as an empty system message
-is legitimately dropped), keeping an edit only while the same defect still shows. Every edit
+directly. It tries the standard form of each non-standard field (`chainfuzz.schema`); deletes
+whole turns (an assistant message with its tool results), one of parallel tool calls (with its
+result), ``tools`` or one tool of several, and optional keys; simplifies structured values
+(deletes a key or item of arguments or of an object result, sets a number to 0, deletes one of
+several content parts); and cuts texts by halves, then quarters..., never to empty (emptying
+one can keep the defect's key while changing its cause: an empty system message is
+legitimately dropped). An edit is kept only while the same defect still shows, and every edit
 keeps the case schema-shaped. It runs to a fixed point: no single edit keeps the defect.
 """
 
@@ -59,8 +59,11 @@ def _candidates(case: dict) -> Iterator[dict]:
     for start, stop in _turns(messages):
         if stop - start < len(messages):
             yield {**case, "messages": messages[:start] + messages[stop:]}
-    if case.get("tools"):
+    tools = case.get("tools") or []
+    if tools:
         yield {**case, "tools": None}
+    for k in range(len(tools) if len(tools) > 1 else 0):  # a template may need a tools list
+        yield {**case, "tools": tools[:k] + tools[k + 1:]}
     yield from _fewer_calls(case)
     for i, msg in enumerate(messages):
         for key in _OPTIONAL_KEYS:
