@@ -57,7 +57,8 @@ KNOWN_DEFECTS = [
     ("Qwen-Qwen2.5-7B-Instruct", "template.content_preserved",
      {"messages": [{"role": "developer", "content": "be brief"},
                    {"role": "user", "content": "hello there"}], "tools": None}),
-    # Qwen2.5 pipes arguments through |tojson, so JSON-string arguments are encoded twice.
+    # Qwen2.5 pipes arguments through |tojson, so JSON-string arguments are encoded twice
+    # (a lenient input: a warning, since vLLM hands templates the parsed object).
     ("Qwen-Qwen2.5-7B-Instruct", "template.content_preserved",
      {"messages": [{"role": "user", "content": "weather in Paris?"},
                    {"role": "assistant", "content": None, "tool_calls": [
