@@ -28,6 +28,7 @@ bench: $(FULL) $(VLLM_STAMP)
 	$(BIN)/python bench/bench_template.py --sweep
 	$(BIN)/python bench/bench_search.py
 	$(BIN)/python bench/bench_search.py --checked --throughput
+	$(BIN)/python bench/bench_findings.py
 	$(BIN)/python bench/bench_tokenizer.py
 	$(BIN)/python bench/bench_fuzz.py
 	$(BIN)/python bench/bench_startup.py
