@@ -95,7 +95,7 @@ def _simpler_values(case: dict) -> Iterator[dict]:
             for j in range(len(data) if len(data) > 1 else 0):
                 yield _edit_at(case, root, lambda v, j=j: v.pop(j))
             continue
-        for path, value in _values(data, root):
+        for path, value in values(data, root):
             if isinstance(value, dict):
                 for key in value:
                     yield _edit_at(case, path, lambda v, key=key: v.pop(key))
@@ -127,12 +127,12 @@ def _edit_at(case: dict, path: tuple, change: Callable[[object], object]) -> dic
     return edited
 
 
-def _values(value, path: tuple) -> Iterator[tuple[tuple, object]]:
-    """(path, value) of ``value`` and of every value inside it."""
+def values(value, path: tuple) -> Iterator[tuple[tuple, object]]:
+    """(path, value) of ``value`` and of every value inside it, ``value`` first."""
     yield path, value
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for key, inner in items:
-        yield from _values(inner, (*path, key))
+        yield from values(inner, (*path, key))
 
 
 def _replaced(case: dict, path: tuple, new) -> dict:
