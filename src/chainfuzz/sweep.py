@@ -11,8 +11,9 @@ even floor (`runner.FLOOR_SHARE` of the time), then the rest goes to the rows wh
 gained most per second (new behaviour, new defects), as `runner.run_searches` shares a check's
 time among its properties. Shrinking findings stops a row's clock (`limits.shrinking`), up to
 `limits.SHRINK_ALLOWANCE` of the budget past the end. No row starts after the search's end, and
-one still running `GRACE_SECONDS` after the shrink allowance is killed. Each row's process runs under the memory limit
-(`limits.limit_memory`) and dies with the sweep (`limits.die_with_parent`).
+one still running `GRACE_SECONDS` after the shrink allowance is killed. Each row's process runs
+under the memory limit (`limits.limit_memory`) and dies with the sweep
+(`limits.die_with_parent`).
 """
 
 from __future__ import annotations
