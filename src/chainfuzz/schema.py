@@ -43,6 +43,12 @@ def _fix_null_content(msg: dict) -> None:
     msg["content"] = ""
 
 
+def _fix_null_beside_reasoning(msg: dict) -> None:
+    # The one standard place for null content without tool calls: beside reasoning, as a
+    # reasoning server returns a turn that only reasoned and clients send it back.
+    msg["reasoning_content"] = "thinking"
+
+
 def _fix_object_result(msg: dict) -> None:
     msg["content"] = json.dumps(msg["content"], ensure_ascii=False)
 
@@ -62,26 +68,27 @@ def _fix_string_arguments(msg: dict) -> None:
 
 @dataclass(frozen=True)
 class Rule:
-    """One shape outside the schema: ``deviates(message)`` tells it, ``fix(message)`` makes
-    the message standard in place, keeping what it says where the schema can."""
+    """One shape outside the schema: ``deviates(message)`` tells it; each of ``fixes`` makes
+    the message standard in place, keeping what it says where the schema can (the first is
+    the plainest)."""
 
     name: str  # short id, used in finding keys: "lenient[object_result]:..."
     what: str  # the non-standard field, in words
     standard: str  # what the schema allows instead, and where that is said
     deviates: Callable[[dict], bool]
-    fix: Callable[[dict], None]
+    fixes: tuple[Callable[[dict], None], ...]
 
 
 RULES: tuple[Rule, ...] = (
     Rule("null_content", "assistant content null with neither tool calls nor reasoning",
          "the OpenAI schema allows null assistant content only beside tool_calls",
-         _null_content, _fix_null_content),
+         _null_content, (_fix_null_content, _fix_null_beside_reasoning)),
     Rule("object_result", "a tool result given as an object",
          "the OpenAI schema allows a string or text parts",
-         _object_result, _fix_object_result),
+         _object_result, (_fix_object_result,)),
     Rule("string_arguments", "tool-call arguments as a JSON string",
          "vLLM parses them into an object before rendering, as transformers documents",
-         _string_arguments, _fix_string_arguments),
+         _string_arguments, (_fix_string_arguments,)),
 )
 _BY_NAME = {r.name: r for r in RULES}
 
@@ -106,16 +113,18 @@ def is_standard(case: dict) -> bool:
 
 
 def standard_forms(case: dict) -> Iterator[dict]:
-    """``case`` with every non-standard field made standard, then with each one alone: what a
-    shrinker tries first, so a finding is kept on a standard input wherever one shows it."""
+    """``case`` with every non-standard field made standard (each rule's plainest fix), then
+    each field alone in each of its standard forms: what a shrinker tries first, so a finding
+    is kept on a standard input wherever one shows it."""
     found = deviations(case)
     if not found:
         return
-    batches = [found] + ([[d] for d in found] if len(found) > 1 else [])
+    batches = [[(i, rule.fixes[0]) for i, rule in found]]
+    batches += [[(i, fix)] for i, rule in found for fix in rule.fixes if len(found) > 1 or fix is not rule.fixes[0]]
     for batch in batches:
         edited = copy.deepcopy(case)
-        for i, rule in batch:
-            rule.fix(edited["messages"][i])
+        for i, fix in batch:
+            fix(edited["messages"][i])
         yield edited
 
 
