@@ -168,3 +168,28 @@ def test_a_time_bound_search_gets_its_budget_besides_its_shrinking(write_templat
     assert _findings(report) and report.shrink_seconds > 0
     assert report.seconds == pytest.approx(2.0 + report.shrink_seconds, abs=0.6)
     assert report.seconds <= 2.0 * (1 + limits.SHRINK_ALLOWANCE) + 0.6
+
+
+def test_a_lenient_reproducer_moves_to_a_standard_form_and_stays_there(write_template):
+    """Null content alone crashes the template; so does null content beside reasoning, the
+    standard shape. The reducer moves the reproducer there and does not drop the reasoning
+    again to get smaller (that would make it lenient)."""
+    from chainfuzz.context import Context
+    from chainfuzz.errors import Failure
+    from chainfuzz.internal.runner import reduce_failure
+    from chainfuzz.registry import get
+    from chainfuzz.targets import load_target
+
+    ctx = Context(load_target(write_template("nullcrash.jinja", NULL_CRASH)))
+    prop = get("template.renders")
+    lenient = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": None}],
+               "tools": None}
+    with pytest.raises(Failure) as caught:
+        prop.check(ctx, lenient)
+    failure = caught.value
+    failure.case = lenient
+    shrunk = reduce_failure(prop, ctx, failure, time.monotonic() + 10)
+    assert schema.is_standard(shrunk.case), shrunk.case
+    [msg] = shrunk.case["messages"]  # the reasoning text cut to one character, never dropped
+    assert msg["content"] is None and len(msg["reasoning_content"]) == 1, msg
+    assert shrunk.minimal.startswith("a fixed point")

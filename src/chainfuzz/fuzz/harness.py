@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 from hypothesis.database import InMemoryExampleDatabase
 from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
 
-from .. import cases, registry
+from .. import cases, registry, schema
 from ..errors import ChainfuzzError, Failure, UsageError
 from ..registry import Property
 from ..internal import limits
@@ -184,13 +184,17 @@ class Fuzzer:
         try:
             prop.check(ctx, case)
         except Failure as f:
-            if shrinking is not None:  # keep shrinking this defect only
-                if (index, f.key) != shrinking["defect"]:
+            if shrinking is not None:  # keep shrinking this defect only, on standard inputs if it was
+                standard = schema.is_standard(case)
+                if (index, f.key) != shrinking["defect"] or (shrinking["standard"] and not standard):
                     reject()
+                shrinking["standard"] = standard  # once on a standard input, it stays on one
                 f.case = copy.deepcopy(case)
                 shrinking["failure"] = f
                 raise
-            sig = signature(prop.id, ctx.target.name, f.key)
+            # Keyed as it would be recorded (`schema.finding_key`): a defect met on lenient
+            # inputs only is met again, as an error, on a standard one.
+            sig = signature(prop.id, ctx.target.name, schema.finding_key(f.key, case))
             if sig in self.seen:  # a defect met before is not a finding again
                 return
             self.seen.add(sig)
@@ -248,10 +252,13 @@ class Fuzzer:
     def _record(self, index: int, failure: Failure) -> None:
         ctx, prop = self.pairs[index]
         start = time.monotonic()
-        until = min(start + self.shrink_seconds, limits.deadline())
         try:
-            shrunk = self._shrink(index, failure, until)
-            shrunk = reduce_failure(prop, ctx, shrunk, until)
+            # The budget's clock stops while the finding shrinks (as in `check`); Hypothesis'
+            # shrinker gets half the time at most, so the structural reducer (standard forms
+            # first) always gets its turn.
+            with limits.shrinking(self.shrink_seconds) as until:
+                shrunk = self._shrink(index, failure, start + (until - start) / 2)
+                shrunk = reduce_failure(prop, ctx, shrunk, until, hypothesis=True)
         except limits.BudgetExhausted:  # the unshrunk (or partly shrunk) failure is recorded
             shrunk = failure
         finding = make_finding(prop, ctx, shrunk, reproduced=recheck(prop, ctx, shrunk))
@@ -267,15 +274,21 @@ class Fuzzer:
 
     def _shrink(self, index: int, failure: Failure, until: float) -> Failure:
         """Hypothesis' shrink of the input ``fuzz_one_input`` just saved, same key only."""
-        self._shrinking = {"defect": (index, failure.key), "until": until, "failure": failure}
+        self._shrinking = {"defect": (index, failure.key), "until": until, "failure": failure,
+                           "standard": schema.is_standard(failure.case)}
+        cut = False
         try:
             self.test()
-        except (Failure, _Stop, Flaky, Unsatisfiable, unittest.SkipTest):
-            pass  # SkipTest: the input did not replay; the unshrunk failure is kept
+        except (_Stop, Flaky, unittest.SkipTest):
+            cut = True  # out of time, or (SkipTest) the input did not replay: the best so far is kept
+        except (Failure, Unsatisfiable):
+            pass
         finally:
             best = self._shrinking["failure"]
             self._shrinking = None
             self._db.clear()
+        if cut:
+            best._chainfuzz_cut = True  # `runner.minimal_note` does not claim Hypothesis' end
         return best
 
 

@@ -450,8 +450,10 @@ class Search:
                 try:
                     target.check(ctx, case)
                 except Failure as f:
-                    if f.key != state["failure"].key or (state["standard"] and not schema.is_standard(case)):
+                    standard = schema.is_standard(case)
+                    if f.key != state["failure"].key or (state["standard"] and not standard):
                         reject()
+                    state["standard"] = standard  # once on a standard input, it stays on one
                     f.case = copy_json(case)
                     f._chainfuzz_property = target
                     state["failure"] = f
@@ -625,7 +627,6 @@ def reduce_failure(prop: Property, ctx, failure: Failure, until: float, *, hypot
     says how far it went in ``minimal`` (`minimal_note`); ``hypothesis``: Hypothesis' shrinker
     went first (unless its run says it was cut short)."""
     best = failure
-    standard = schema.is_standard(failure.case)
     late = [False]
 
     def still_fails(case: dict) -> bool:
@@ -633,8 +634,8 @@ def reduce_failure(prop: Property, ctx, failure: Failure, until: float, *, hypot
         if time.monotonic() > until:
             late[0] = True
             return False
-        if standard and not schema.is_standard(case):
-            return False
+        if schema.is_standard(best.case) and not schema.is_standard(case):
+            return False  # once on a standard input, the reproducer stays on one
         try:
             prop.check(ctx, case)
         except Failure as f:
