@@ -19,7 +19,7 @@ TIERS = [
     ["chainfuzz.template", "chainfuzz.tokenization", "chainfuzz.engines", "chainfuzz.chain",
      "chainfuzz.targets", "chainfuzz.corpus"],
     ["chainfuzz.context", "chainfuzz.internal.runner", "chainfuzz.cases", "chainfuzz.report"],
-    ["chainfuzz.checker", "chainfuzz.replayer", "chainfuzz.sweep", "chainfuzz.fuzz"],
+    ["chainfuzz.checker", "chainfuzz.replayer", "chainfuzz.sweep", "chainfuzz.fuzz", "chainfuzz.campaign"],
     ["chainfuzz.cli", "chainfuzz.__main__", "_chainfuzz_pytestplugin", "chainfuzz"],
 ]
 PUBLIC = {"chainfuzz", "chainfuzz.strategies", "chainfuzz.messages", "chainfuzz.schema"}
