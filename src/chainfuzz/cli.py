@@ -147,6 +147,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", metavar="N", type=int, help="libFuzzer's seed")
     _property_dir_flag(p)
 
+    p = sub.add_parser("campaign", help="a nightly campaign from a TOML file: every target and property "
+                       "scheduled, resumable, reported (report.md, report.html, report.json, junit.xml)",
+                       epilog="exit codes: 0 nothing new of severity error, 1 new error findings or a "
+                       "regression, 2 bad input, 3 internal error, 130 interrupted (run it again to resume)")
+    p.add_argument("config", metavar="CONFIG.toml", help="the campaign: budget and [[target]] tables")
+    p.add_argument("--budget", metavar="SECONDS", type=_positive(float),
+                   help="the campaign's seconds (overrides the file's budget), resumes included")
+    p.add_argument("--out", metavar="DIR", default="campaign-out",
+                   help="reports and the campaign's state (default campaign-out)")
+    p.add_argument("--crashes", metavar="DIR", default="crashes",
+                   help="the crash corpus: known cases, and where new ones are written (default crashes)")
+    p.add_argument("--workers", metavar="N", type=_positive(int), default=1,
+                   help="local worker processes (default 1)")
+    p.add_argument("--redis", metavar="URL",
+                   help="share the example database through Redis (redis://HOST:PORT/DB): "
+                        "workers on several machines join one campaign")
+    p.add_argument("--seed", metavar="N", type=int, help="the scheduler's and the searches' seed")
+
     p = sub.add_parser("replay", help="re-run recorded cases: which still fail, which are fixed")
     p.add_argument("paths", metavar="PATH", nargs="*", default=["crashes"])
     _memory_flag(p)
@@ -294,6 +312,24 @@ def _cmd_fuzz(args) -> int:
     return result.exit_code
 
 
+def _cmd_campaign(args) -> int:
+    from .campaign.progress import Progress
+    from .campaign.run import Options, campaign
+
+    opts = Options(budget=args.budget, out=Path(args.out), crashes=Path(args.crashes),
+                   workers=args.workers, redis=args.redis, seed=args.seed)
+    shown = Progress(Path(args.config).stem)
+    try:
+        data = campaign(args.config, opts, progress=shown.event, live=shown.status)
+    finally:
+        shown.close()
+    changes = data["changes"]
+    print(f"campaign {printable(data['name'])}, run {data['run']}: {len(changes['new'])} new, "
+          f"{len(changes['regressed'])} regressed, {len(changes['fixed'])} fixed, "
+          f"{changes['known']} known; reports in {printable(args.out)}")
+    return data["exit_code"]
+
+
 def _cmd_replay(args) -> int:
     from .replayer import replay_all
 
@@ -385,7 +421,7 @@ def _write(path: str, text: str) -> None:
         raise ChainfuzzError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
-_COMMANDS = {"check": _cmd_check, "sweep": _cmd_sweep, "fuzz": _cmd_fuzz, "replay": _cmd_replay,
+_COMMANDS = {"campaign": _cmd_campaign, "check": _cmd_check, "sweep": _cmd_sweep, "fuzz": _cmd_fuzz, "replay": _cmd_replay,
              "fetch": _cmd_fetch, "model": _cmd_model, "properties": _cmd_properties}
 
 

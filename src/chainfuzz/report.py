@@ -216,6 +216,7 @@ class Row:
         self.seconds += later.seconds
         self.shrink_seconds += later.shrink_seconds
         self.gain += later.gain
+        self.coverage = later.coverage if later.coverage is not None else self.coverage
         self.internal_errors += [e for e in later.internal_errors if e not in self.internal_errors]
 
     def count(self, prop: str, severity: str) -> int:
@@ -301,6 +302,7 @@ class HarnessRun:
     known: list[dict] = field(default_factory=list)  # already in the crash folder
     internal_error: str | None = None
     gain: int = 0  # new coverage features and defects: the second pass of `fuzz` goes by it
+    coverage: int | None = None  # libFuzzer's coverage features at the end (its last "ft:")
 
     def merge(self, later: "HarnessRun") -> None:
         """Add a second run of the same harness."""
@@ -312,6 +314,7 @@ class HarnessRun:
         self.findings += later.findings
         self.known += later.known
         self.gain += later.gain
+        self.coverage = later.coverage if later.coverage is not None else self.coverage
         self.internal_error = self.internal_error or later.internal_error
 
     @property

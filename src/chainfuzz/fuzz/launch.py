@@ -203,6 +203,7 @@ def _result(harness: str, seconds: int, rc: int | None, log: str, events: list[d
     run.findings = [e for e in events if e["event"] == "finding"]
     features = [int(n) for n in re.findall(r"\bft: (\d+)", log)]  # libFuzzer's coverage features
     run.gain = (features[-1] - features[0] if features else 0) + NEW_KEY_GAIN * len(run.findings)
+    run.coverage = features[-1] if features else None
     run.known = [e for e in events if e["event"] == "known"]
     internal = [e for e in events if e["event"] == "internal_error"]
     if internal:

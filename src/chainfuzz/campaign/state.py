@@ -1,0 +1,98 @@
+"""What a campaign keeps on disk under ``--out``, so that a killed campaign loses nothing.
+
+``state/campaign.json`` (rewritten atomically: a temporary file and ``os.replace``) holds the
+run under way: its number, the config's fingerprint, the budget and the seconds spent of it,
+each pair's statistics, the timeline and the baseline it is judged against. Workers append
+each finding to ``state/findings-RUN.jsonl`` the moment it is found (`worker.append_line`).
+``state/history.json`` holds every finished run's summary and every signature seen, with the
+first and last run that saw it. Started again with the same command, a run whose state says
+``running`` resumes: same run number, same baseline, the budget less what was spent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from ..errors import UsageError
+from ..internal.text import dumps_json
+
+FORMAT = 1
+
+
+def write_json(path: Path, data: object) -> None:
+    """Replace ``path`` atomically: a reader or a SIGKILL sees the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(dumps_json(data, indent=1))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_json(path: Path, default):
+    """``path``'s JSON, or ``default`` when it does not exist; a damaged file is bad input."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: the campaign's state cannot be read ({exc}); "
+                         "remove the --out folder's state/ to start afresh") from None
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The JSON lines of a findings log; a last line cut short by a kill is skipped."""
+    out = []
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return out
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("signature"), str):
+            out.append(record)
+    return out
+
+
+class StateDir:
+    """The ``state/`` folder of an ``--out`` folder."""
+
+    def __init__(self, out: Path) -> None:
+        self.root = out / "state"
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out {out}: cannot create {self.root}: {exc.strerror or exc}") from None
+        self.campaign = self.root / "campaign.json"
+        self.history = self.root / "history.json"
+        self.examples = self.root / "examples"
+        self.inputs = self.root / "inputs"
+
+    def findings_log(self, run: int) -> Path:
+        return self.root / f"findings-{run}.jsonl"
+
+    def load(self) -> dict | None:
+        data = read_json(self.campaign, None)
+        if data is not None and data.get("format") != FORMAT:
+            raise UsageError(f"{self.campaign}: written by another chainfuzz version; "
+                             "remove the --out folder's state/ to start afresh")
+        return data
+
+    def save(self, data: dict) -> None:
+        write_json(self.campaign, data)
+
+    def load_history(self) -> dict:
+        return read_json(self.history, {"runs": [], "signatures": {}})
+
+    def save_history(self, data: dict) -> None:
+        write_json(self.history, data)
