@@ -224,3 +224,15 @@ def test_html_is_the_same_every_time_and_handles_the_edge_cases():
     assert "no timeline yet" in first and first.count('<svg id="plot-') == 4
     clean = html(clean_report())
     assert "Nothing changed since the last run." in clean and "No findings." in clean
+
+
+def test_html_and_junit_cap_the_reproducers_of_500_findings():
+    pytest.importorskip("matplotlib")
+    data = many_findings_report(500)
+    page = html(data)
+    assert page.count("<summary>minimal reproducer</summary>") == reports.HTML_REPRO_CAP
+    assert f"Reproducers shown for {reports.HTML_REPRO_CAP} of 506 findings" in page
+    for failure in _suite(data).iter("failure"):
+        assert failure.text.count("\nreproducer:\n") <= reports.JUNIT_REPRO_CAP
+    # The clean twin: the sample's six findings all show theirs.
+    assert html(sample_report()).count("<summary>minimal reproducer</summary>") == 6

@@ -51,8 +51,9 @@ LIST_CAP = 20          # entries per list in report.md (new, regressed, fixed, h
 TABLE_CAP = 50         # rows of report.md's pair table
 REPRO_CAP = 10         # reproducers shown in report.md
 REPRO_CHARS = 1_500    # characters of one reproducer in report.md
-HTML_REPRO_CAP = 200   # findings shown with their reproducer in report.html
-HTML_REPRO_CHARS = 8_000
+HTML_REPRO_CAP = 100   # findings shown with their reproducer in report.html
+HTML_REPRO_CHARS = 4_000
+JUNIT_REPRO_CAP = 5    # reproducers in one test case's failure text (the others listed)
 MESSAGE_CHARS = 300    # a finding's message in lists and tables
 MAP_CAP = 40           # targets (rows) and properties (columns) of the map plot
 
@@ -298,7 +299,8 @@ def junit(data: dict) -> str:
             failure = ET.SubElement(case, "failure", type=xml_text(first.get("key")),
                                     message=xml_text(message + more))
             failure.text = xml_text("\n\n".join(
-                _finding_line(f) + "\nreproducer:\n" + _reproducer(f, HTML_REPRO_CHARS) for f in failing[key]))
+                _finding_line(f) + ("\nreproducer:\n" + _reproducer(f, HTML_REPRO_CHARS) if i < JUNIT_REPRO_CAP else "")
+                for i, f in enumerate(failing[key])))
         if p.get("state") in ("hung", "failed"):
             errors += 1
             ET.SubElement(case, "error", type=xml_text(p.get("state")),
@@ -343,7 +345,7 @@ def _html_finding(f: dict, with_repro: bool) -> str:
     head = (f'<span class="{_e(sev)}">{_e(sev)}</span> <span class="{_e(status)}">{_e(status)}</span> '
             f"<code>{_e(f.get('key'), 400)}</code>")
     if f.get("message") and f.get("message") != f.get("key"):
-        head += f": {_e(f.get('message'), 1000)}"
+        head += f": {_e(f.get('message'), 500)}"
     extra = (f" <span class=meta>({_e(f.get('mode'))}, found at {float(f.get('found_at') or 0):.0f} s,"
              f" first in run {int(f.get('first_run') or 0)}"
              + (f", case <code>{_e(f.get('case_file'), 300)}</code>" if f.get("case_file") else "") + ")</span>")
