@@ -5,6 +5,7 @@ name = "nightly"            # optional: the file's stem by default
 budget = 3600               # seconds; --budget overrides it
 property_dirs = ["props"]   # optional: user property folders, relative to this file
 schedule = "adaptive"       # optional: "equal" gives every pair the same time (for comparison)
+hang_seconds = 60           # optional: a slice this long past its end is hung: cut off, reported
 
 [[target]]
 path = "templates/qwen.jinja"   # exactly one of path, corpus, url
@@ -35,7 +36,8 @@ from pathlib import Path
 from ..errors import UsageError
 
 MODES = ("hypothesis", "atheris")
-_TOP_KEYS = {"name", "budget", "target", "property_dirs", "schedule"}
+_TOP_KEYS = {"name", "budget", "target", "property_dirs", "schedule", "hang_seconds"}
+HANG_SECONDS = 60.0
 SCHEDULES = ("adaptive", "equal")
 _TARGET_KEYS = {"path", "corpus", "url", "model", "properties", "engines", "modes", "name"}
 _SOURCES = ("path", "corpus", "url")
@@ -64,6 +66,9 @@ class Config:
     property_dirs: tuple[str, ...]
     fingerprint: str  # sha256 of the file: a changed file starts a new run instead of resuming
     schedule: str = "adaptive"
+    # A slice still unanswered this long past its end is hung (shrinking a finding stops a
+    # slice's clock for up to 30 s, `worker.SHRINK_SECONDS`): its worker is killed.
+    hang_seconds: float = HANG_SECONDS
 
 
 def load(path: str | Path) -> Config:
@@ -96,8 +101,12 @@ def load(path: str | Path) -> Config:
     schedule = data.get("schedule", "adaptive")
     if schedule not in SCHEDULES:
         raise UsageError(f"{path}: schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+    hang = data.get("hang_seconds", HANG_SECONDS)
+    if isinstance(hang, bool) or not isinstance(hang, (int, float)) or not math.isfinite(hang) or hang <= 0:
+        raise UsageError(f"{path}: hang_seconds must be a positive number, got {hang!r}")
     return Config(path, name.strip(), None if budget is None else float(budget), specs,
-                  tuple(str(where / d) for d in dirs), hashlib.sha256(raw).hexdigest(), schedule)
+                  tuple(str(where / d) for d in dirs), hashlib.sha256(raw).hexdigest(), schedule,
+                  float(hang))
 
 
 def _target(table: dict, index: int, where: Path, path: Path) -> TargetSpec:

@@ -30,12 +30,8 @@ from ..targets import load_targets
 from . import config as configuration
 from .scheduler import PairStats, Scheduler, estimate
 from .state import StateDir, read_lines
-from .worker import OPEN_SECONDS, SHRINK_SECONDS
+from .worker import OPEN_SECONDS
 
-# A slice still unanswered this long past its end is hung: its worker is killed. Shrinking a
-# finding stops a slice's clock for up to SHRINK_SECONDS each, and a first slice opens the
-# pair's context (engines: `worker.OPEN_SECONDS`).
-HANG_GRACE = 60.0
 SAVE_INTERVAL = 2.0  # seconds between state saves: what a SIGKILL can cost of the budget's count
 # Replaying the crash folder's cases of the campaign's targets at the start of a run may take
 # this share of the budget; the rest are replayed next run.
@@ -56,6 +52,7 @@ class Pair:
     mode: str  # "hypothesis" or "atheris"
     engines: list[str]
     harness: str | None = None
+    slow_open: bool = False  # it starts engines: a first slice may take `worker.OPEN_SECONDS` more
 
 
 @dataclass
@@ -106,7 +103,8 @@ def plan(cfg: configuration.Config) -> list[Pair]:
                         if names[pid] > 1:
                             pid = f"{pid}#{names[pid]}"
                         pairs.append(Pair(pid, t.name, str(path), t.template_name, [p.id for p in alike],
-                                          "hypothesis", list(spec.engines)))
+                                          "hypothesis", list(spec.engines),
+                                          slow_open=alike[0].applies_to == "engine"))
             if "atheris" in spec.modes and atheris:
                 kinds = {k for t in targets for k in Context(t).kinds}
                 for name, h in HARNESSES.items():
@@ -153,7 +151,7 @@ def baseline(crashes: Path, history: dict, pairs: list[Pair]) -> dict:
         except ChainfuzzError:
             continue
         entry = {"property": rec["property"], "target": rec["target"]["name"], "key": rec.get("key"),
-                 "case_file": str(path), "severity": rec.get("severity", "error"),
+                 "case_file": str(path.resolve()), "severity": rec.get("severity", "error"),
                  "ours": str(cases.resolve_path(rec["target"]["path"], path).resolve()) in paths}
         sig = rec.get("signature") or ""
         (fixed if rec.get("status") == "fixed" else known)[sig] = entry
@@ -207,8 +205,8 @@ def _entry(entry: dict) -> dict:
 class WorkerProc:
     """One worker process and the slice it is running."""
 
-    def __init__(self, index: int, setup_file: Path, log: Path) -> None:
-        self.index, self.setup_file, self.log = index, setup_file, log
+    def __init__(self, index: int, setup_file: Path, log: Path, hang_seconds: float) -> None:
+        self.index, self.setup_file, self.log, self.hang_seconds = index, setup_file, log, hang_seconds
         self.proc: subprocess.Popen | None = None
         self.busy: tuple[str, float, float] | None = None  # (pair id, started, deadline)
         self.opened: set[str] = set()  # pairs whose search lives in this process
@@ -224,10 +222,10 @@ class WorkerProc:
                 preexec_fn=lambda: limits.die_with_parent(parent))
         self.opened = set()
 
-    def send(self, request: dict, pair: str, seconds: float) -> None:
+    def send(self, request: dict, pair: str, seconds: float, slow_open: bool) -> None:
         if self.proc is None or self.proc.poll() is not None:
             self.start()
-        grace = HANG_GRACE + (OPEN_SECONDS if pair not in self.opened else 0)
+        grace = self.hang_seconds + (OPEN_SECONDS if slow_open and pair not in self.opened else 0)
         now = time.monotonic()
         self.busy = (pair, now, now + seconds + grace)
         self.proc.stdin.write(json.dumps(request) + "\n")
@@ -343,7 +341,7 @@ class Campaign:
         scheduler = Scheduler(self.stats, {p.id: p.mode for p in self.pairs}, budget,
                               seed=self.state["seed"], equal=self.cfg.schedule == "equal")
         setup = self._setup()
-        self.workers = [WorkerProc(i, setup, self.state_dir.root / f"worker-{i}.log")
+        self.workers = [WorkerProc(i, setup, self.state_dir.root / f"worker-{i}.log", self.cfg.hang_seconds)
                         for i in range(max(1, opts.workers))]
         sel = selectors.DefaultSelector()
         last_save = last_sample = 0.0
@@ -366,7 +364,7 @@ class Campaign:
                 slices += 1
                 w.send({"op": "slice", "pair": asdict(pairs[pid]), "seconds": seconds,
                         "seed": (self.state["seed"] * 1000003 + w.index * 7919 + self.stats[pid].slices) % 2**32,
-                        "property_dirs": list(self.cfg.property_dirs)}, pid, seconds)
+                        "property_dirs": list(self.cfg.property_dirs)}, pid, seconds, pairs[pid].slow_open)
                 if w.proc is not None:
                     try:
                         sel.register(w.proc.stdout, selectors.EVENT_READ, w)

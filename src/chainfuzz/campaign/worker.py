@@ -137,7 +137,8 @@ class Slices:
         seconds = max(1, int(request["seconds"]))
         work = self.inputs / _safe(pair["id"])
         run = launch._run(pair["harness"], pair["path"], seconds, self.crashes, request.get("seed"),
-                          work, True, tuple(str(d) for d in request.get("property_dirs", ())))
+                          work, True, tuple(str(d) for d in request.get("property_dirs", ())),
+                          tuple(pair["properties"]))
         for f in run.findings:
             rec = _read_case(f.get("path"))
             append_line(self.log, {

@@ -138,9 +138,10 @@ class Fuzzer:
 
     def __init__(self, harness: str, contexts: list, crashes_dir: Path | None, *,
                  shrink_seconds: float = SHRINK_SECONDS,
-                 emit: Callable[[dict], None] = lambda event: None) -> None:
+                 emit: Callable[[dict], None] = lambda event: None,
+                 properties: list[str] | tuple[str, ...] = ()) -> None:
         self.harness = HARNESSES[harness]
-        props = harness_properties(harness)
+        props = [p for p in harness_properties(harness) if not properties or p.id in properties]
         self.pairs = [(ctx, p) for ctx in contexts if self.harness.kind in ctx.kinds
                       for p in props]
         if not self.pairs:
@@ -389,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, help="seconds after which the process stops itself")
     parser.add_argument("--property-dir", action="append", default=[], dest="property_dirs",
                         help="also load the properties of every *.py in this folder")
+    parser.add_argument("--property", action="append", default=[], dest="properties", metavar="ID",
+                        help="check only these of the harness' properties (repeatable; default all)")
     parser.add_argument("--no-instrument", action="store_true",
                         help="no coverage instrumentation (libFuzzer mutates blind)")
     args, libfuzzer = parser.parse_known_args(argv)
@@ -409,7 +412,7 @@ def _main(args, libfuzzer: list[str], started: float) -> int:
             registry.load_properties(args.property_dirs)
             contexts = load(args.harness, args.target)
             fuzzer = Fuzzer(args.harness, contexts, Path(args.crashes), emit=_events(args.events),
-                            shrink_seconds=args.shrink_seconds)
+                            shrink_seconds=args.shrink_seconds, properties=args.properties)
             if not args.no_instrument:
                 n = instrument(HARNESSES[args.harness].instrument, contexts)
                 print(f"INFO: chainfuzz instrumented {n} functions", file=sys.stderr)

@@ -123,7 +123,7 @@ def _second_pass(runs: dict[str, HarnessRun], left: float) -> list[tuple[str, in
 
 
 def _run(harness: str, path, seconds: int, crashes_dir: Path, seed: int | None,
-         work: Path, instrument: bool, property_dirs) -> HarnessRun:
+         work: Path, instrument: bool, property_dirs, properties: tuple[str, ...] = ()) -> HarnessRun:
     with tempfile.TemporaryDirectory(prefix="chainfuzz-fuzz-") as tmp:
         tmp = Path(tmp)
         try:
@@ -136,6 +136,7 @@ def _run(harness: str, path, seconds: int, crashes_dir: Path, seed: int | None,
         cmd = [sys.executable, "-m", "chainfuzz.fuzz.harness", harness, str(path),
                "--crashes", str(crashes_dir), "--events", str(events), "--budget", str(seconds),
                *(a for d in property_dirs for a in ("--property-dir", str(Path(d).resolve()))),
+               *(a for p in properties for a in ("--property", p)),
                *([] if instrument else ["--no-instrument"]),
                f"-max_total_time={seconds}", f"-max_len={MAX_LEN}", "-print_final_stats=1",
                f"-artifact_prefix={tmp}/", *([f"-seed={seed}"] if seed is not None else []),
