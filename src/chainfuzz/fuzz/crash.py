@@ -12,8 +12,8 @@ characters, with runs of 4+ digits replaced by ``NUMBER``. The exception type is
 state, so a type per property alone would let every defect raised from the same line merge.
 
 So the failure is raised through two generated frames: ``property_<id>`` (one per property)
-calling ``defect_<hash>`` (one per property and key; the hash is spelled in letters, so no
-digit run is normalised away). Two of the three state frames differ between defects; if a
+calling ``defect_<hash>`` (one per property and key, hashed together, spelled in letters so
+no digit run is normalised away). Two of the three state frames differ between defects; if a
 property's id happens to hold an ignored word, the defect frame still tells them apart.
 """
 
@@ -47,15 +47,17 @@ def _ident(text: str) -> str:
     return re.sub(r"\W+", "_", text, flags=re.ASCII).strip("_")
 
 
-def _letters(key: str) -> str:
-    """Ten letters from the key's SHA-256 (40 bits): digits would be normalised to NUMBER."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:10].translate(
+def _letters(prop_id: str, key: str) -> str:
+    """Ten letters from the SHA-256 of property and key (40 bits): digits would be normalised
+    to NUMBER."""
+    digest = hashlib.sha256(f"{prop_id}\0{key}".encode("utf-8", "surrogatepass")).hexdigest()
+    return digest[:10].translate(
         str.maketrans("0123456789abcdef", "abcdefghijklmnop"))
 
 
 def frame_names(prop_id: str, key: str) -> tuple[str, str]:
     """The names of the two generated frames, innermost first: the defect's and the property's."""
-    return f"defect_{_letters(key)}", f"property_{_ident(prop_id)}"[:80]
+    return f"defect_{_letters(prop_id, key)}", f"property_{_ident(prop_id)}"[:80]
 
 
 def _raise(exc: BaseException) -> NoReturn:
