@@ -120,6 +120,17 @@ def test_clean_template_runs_its_runs_through_the_wrapper(sources, tmp_path):
     assert not list(tmp_path.glob("art-*")) and not list(tmp_path.rglob("crash-*"))
 
 
+def test_chainfuzz_fuzz_never_runs_crash_mode(cli, write_template, sources, tmp_path, monkeypatch):
+    """$CHAINFUZZ_CRASH is for the OSS-Fuzz fuzzers: `chainfuzz fuzz` still records and goes on."""
+    monkeypatch.setenv("CHAINFUZZ_CRASH", "1")
+    tpl = write_template("nullcrash.jinja", sources.null_crash)
+    r = cli("fuzz", tpl, "--harness", "template", "--budget", 12, "--crashes", tmp_path / "c",
+            "--seed", 1)
+    assert r.rc == 1, r.out + r.err
+    assert "Traceback" not in r.err and "Failed" not in r.out + r.err
+    assert len(list((tmp_path / "c").glob("template.renders--nullcrash.jinja--*.json"))) == 1
+
+
 # --- the build files --------------------------------------------------------------------------
 
 BUILD = ROOT / "oss-fuzz" / "build.sh"
