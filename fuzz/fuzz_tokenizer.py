@@ -1,7 +1,7 @@
 """Atheris harness "tokenizer": tokenizer.roundtrip, special_tokens_inert, impls_agree.
 
 A thin wrapper over ``python -m chainfuzz.fuzz.harness tokenizer`` (what ``chainfuzz fuzz`` runs). The
-target is ``$CHAINFUZZ_TARGET`` or the first argument; chainfuzz's options (--crashes DIR,
+target is ``$CHAINFUZZ_TARGET`` or the first argument; chainfuzz's options (--crash, --crashes DIR,
 --events FILE, --no-instrument), libFuzzer's flags and corpus folders follow, e.g.::
 
     python fuzz/fuzz_tokenizer.py TARGET -max_total_time=60 work-corpus/ src/chainfuzz/fuzz/seeds/tokenizer/

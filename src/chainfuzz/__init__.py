@@ -11,7 +11,8 @@ The public surface is what a property author needs, and nothing else:
   ``schema`` (which inputs are standard under the OpenAI chat schema, which lenient);
 - running: ``check`` (search a path, record cases), ``replay`` (re-run one case),
   ``load_target`` / ``load_targets``, ``all_properties``;
-- errors: ``ChainfuzzError``, ``TargetError``, ``UsageError``.
+- errors: ``ChainfuzzError``, ``TargetError``, ``UsageError``, and ``PropertyFailed`` (what
+  a fuzz harness in crash mode raises: one subclass per property).
 
 Every other module is internal (``chainfuzz.internal`` most visibly) and may change. Names are
 imported on first use, so ``import chainfuzz`` costs almost nothing (transformers is imported
@@ -37,6 +38,7 @@ _PUBLIC = {
     "ChainfuzzError": "chainfuzz.errors:ChainfuzzError",
     "TargetError": "chainfuzz.errors:TargetError",
     "UsageError": "chainfuzz.errors:UsageError",
+    "PropertyFailed": "chainfuzz.errors:PropertyFailed",
     "Context": "chainfuzz.context:Context",
     "Target": "chainfuzz.targets:Target",
     "load_target": "chainfuzz.targets:load_target",
@@ -83,8 +85,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .checker import check
     from .context import Context
     from .engines.base import ChatResult, Completion, Engine, EngineCrash, EngineError
-    from .errors import (ChainfuzzError, Failure, Skip, TargetError, Unsupported, UsageError, assume,
-                         each)
+    from .errors import (ChainfuzzError, Failure, PropertyFailed, Skip, TargetError, Unsupported,
+                         UsageError, assume, each)
     from .registry import all_properties, property
     from .replayer import replay
     from .targets import Target, load_target, load_targets

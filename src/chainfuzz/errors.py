@@ -1,7 +1,8 @@
 """Exceptions that cross module boundaries.
 
 `Failure` is what a property raises when its invariant does not hold; `TargetError` and
-`UsageError` are bad input, reported as one line and exit code 2 by the CLI.
+`UsageError` are bad input, reported as one line and exit code 2 by the CLI. `PropertyFailed`
+is what a fuzz harness in crash mode lets escape, so that libFuzzer stops and reports it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from hypothesis.errors import UnsatisfiedAssumption
+
+from .internal.text import printable
 
 
 class ChainfuzzError(Exception):
@@ -50,6 +53,22 @@ class Failure(AssertionError):
         self.severity = severity
         self.rendered = rendered
         self.case: dict | None = None  # filled in by the runner with the (shrunk) input
+
+
+class PropertyFailed(AssertionError):
+    """A property's failure raised out of a fuzz harness in crash mode (OSS-Fuzz, ClusterFuzzLite).
+
+    Each property has a subclass of its own (`chainfuzz.fuzz.crash.failure_type`), so a crash
+    report names the property in its exception type; the message says property, key and target.
+    """
+
+    def __init__(self, prop_id: str, key: str, target: str) -> None:
+        # keys and target names come from targets (file names, template errors): escaped
+        super().__init__(f"property {prop_id} failed on {printable(target, 200)}: "
+                         f"{printable(key, 400)}")
+        self.property = prop_id
+        self.key = key
+        self.target = target
 
 
 class Skip(UnsatisfiedAssumption):

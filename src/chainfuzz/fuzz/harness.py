@@ -15,8 +15,19 @@ reduction follows, exactly as ``check`` shrinks. It is written to the crash fold
 standard format (`cases.record`, `cases.write`); a defect already there is not shrunk or
 written again. The fuzzer then carries on: a finding is recorded, never a libFuzzer crash.
 
+Crash mode (``--crash``, or ``$CHAINFUZZ_CRASH=1``; OSS-Fuzz and ClusterFuzzLite report only
+crashes) is the exception: a new defect is recorded as above and then raised out of
+``one_input`` as its property's own exception type (`crash.failure_type`), so libFuzzer stops
+and writes the input (``crash-<sha1>``, under ``-artifact_prefix``). A defect already in the
+crash folder is still skipped while fuzzing, so a local run finds what is new; but when
+libFuzzer runs given files (every positional argument a file, as OSS-Fuzz reproduces a
+crash), a recorded defect crashes too, so a reproduction never passes because of a case file
+left from an earlier run. ``--crashes ''`` records no case files at all (the libFuzzer
+artifact is the record): what the OSS-Fuzz wrappers use, so that a bot's earlier run never
+hides a defect.
+
 ``python -m chainfuzz.fuzz.harness HARNESS TARGET [--crashes DIR] [--events FILE] [--budget S]
-[libFuzzer flags and corpus folders]`` runs one harness; ``chainfuzz fuzz`` runs it in a
+[--crash] [libFuzzer flags and corpus folders]`` runs one harness; ``chainfuzz fuzz`` runs it in a
 subprocess. The process searches under the memory limit (`limits.limit_memory`); with
 ``--budget`` it stops itself once S seconds have passed since it started, start-up and a
 shrink in progress included (libFuzzer's ``-max_total_time`` is what start-up left), with a
@@ -45,6 +56,7 @@ from hypothesis.database import InMemoryExampleDatabase
 from hypothesis.errors import Flaky, Unsatisfiable, UnsatisfiedAssumption
 
 from .. import cases, registry, schema
+from . import crash
 from ..errors import ChainfuzzError, Failure, UsageError
 from ..registry import Property
 from ..internal import limits
@@ -133,12 +145,14 @@ class Fuzzer:
 
     ``contexts`` are opened contexts (`Context.open`, see `load`); ``emit`` receives one JSON-able event
     per finding, a "start" event at the first input and a "stats" event every
-    `STATS_INTERVAL` seconds.
+    `STATS_INTERVAL` seconds. With ``crash``, a new defect is raised out of ``one_input`` once
+    recorded (`crash.raise_failure`); with ``crash_known`` too, so is one already recorded.
     """
 
     def __init__(self, harness: str, contexts: list, crashes_dir: Path | None, *,
                  shrink_seconds: float = SHRINK_SECONDS,
                  emit: Callable[[dict], None] = lambda event: None,
+                 crash: bool = False, crash_known: bool = False,
                  properties: list[str] | tuple[str, ...] = ()) -> None:
         self.harness = HARNESSES[harness]
         props = [p for p in harness_properties(harness) if not properties or p.id in properties]
@@ -149,13 +163,15 @@ class Fuzzer:
         self.crashes_dir = crashes_dir
         self.shrink_seconds = shrink_seconds
         self.emit = emit
+        self.crash = crash
+        self.crash_known = crash and crash_known
         self.executions = 0  # inputs atheris passed in
         self.checked = 0  # of those, inputs that decoded to a case and reached a property
         self._next_stats = 0.0
         self.last_index: int | None = None  # the (target, property) pair of the last input
         self.seen: set[str] = set()  # signatures met in this process
         self._db = _Database()
-        self._pending: tuple[int, Failure] | None = None
+        self._pending: tuple[int, Failure, str, bool] | None = None  # index, failure, key, new
         self._shrinking: dict | None = None
         self.test = self._build()
         self.fuzz_one_input = self.test.hypothesis.fuzz_one_input
@@ -195,16 +211,19 @@ class Fuzzer:
                 raise
             # Keyed as it would be recorded (`schema.finding_key`): a defect met on lenient
             # inputs only is met again, as an error, on a standard one.
-            sig = signature(prop.id, ctx.target.name, schema.finding_key(f.key, case))
+            key = schema.finding_key(f.key, case)
+            sig = signature(prop.id, ctx.target.name, key)
             if sig in self.seen:  # a defect met before is not a finding again
                 return
             self.seen.add(sig)
-            if self._recorded(prop, ctx, sig):
+            new = not self._recorded(prop, ctx, sig)
+            if not new:
                 self.emit({"event": "known", "property": prop.id, "signature": sig,
                            "severity": f.severity or prop.severity, "message": f.message})
-                return
+                if not self.crash_known:
+                    return
             f.case = copy.deepcopy(case)
-            self._pending = (index, f)
+            self._pending = (index, f, key, new)
             raise _new_defect(sig)() from None
         except UnsatisfiedAssumption:
             raise
@@ -214,7 +233,7 @@ class Fuzzer:
             raise
 
     def one_input(self, data: bytes) -> None:
-        """Check one input; record a new defect (shrunk) and carry on."""
+        """Check one input; record a new defect (shrunk) and carry on, or in crash mode raise it."""
         if self.executions == 0:
             self.emit({"event": "start", "time": time.time()})
         self.executions += 1
@@ -227,11 +246,18 @@ class Fuzzer:
         try:
             self.fuzz_one_input(data)
         except _NewDefect:
-            self._record(*self._pending)
+            index, failure, key, new = self._pending
+            if new:
+                self._record(index, failure)
+            else:  # a recorded defect crashing again (crash_known): nothing to shrink or write
+                self._db.clear()
         except limits.BudgetExhausted:
             self._stop()
         if limits.out_of_budget():
             self._stop()
+        if self.crash and self._pending is not None:  # raised here, outside any handler: one traceback
+            ctx, prop = self.pairs[self._pending[0]]
+            crash.raise_failure(prop.id, self._pending[2], ctx.target.name)
 
     def _stop(self) -> None:
         """End the process at its budget: libFuzzer has no way to be told, so say it in an
@@ -374,8 +400,15 @@ def script_main(harness: str) -> int:
     if target is None and args and not args[0].startswith("-"):
         target = args.pop(0)
     if target is None:
-        sys.exit(f"usage: {sys.argv[0]} TARGET [--crashes DIR] [libFuzzer flags] [corpus folders]")
+        sys.exit(f"usage: {sys.argv[0]} TARGET [--crash] [--crashes DIR] [libFuzzer flags] [corpus folders]")
     return main([harness, target, *args])
+
+
+def _runs_files(libfuzzer: list[str]) -> bool:
+    """Whether libFuzzer will run the given files once each rather than fuzz: as its driver
+    decides (``AllInputsAreFiles``), every positional argument is a file, and there is one."""
+    inputs = [a for a in libfuzzer if not a.startswith("-")]
+    return bool(inputs) and all(os.path.isfile(a) for a in inputs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,7 +417,12 @@ def main(argv: list[str] | None = None) -> int:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("harness", choices=sorted(HARNESSES))
     parser.add_argument("target")
-    parser.add_argument("--crashes", default="crashes", help="where cases are written")
+    parser.add_argument("--crashes", default="crashes",
+                        help="where cases are written ('' for nowhere)")
+    parser.add_argument("--crash", action="store_true",
+                        default=os.environ.get("CHAINFUZZ_CRASH") == "1",
+                        help="raise a new defect out of the fuzz target, as libFuzzer's crash "
+                             "(also on with $CHAINFUZZ_CRASH=1)")
     parser.add_argument("--events", help="append one JSON line per finding here")
     parser.add_argument("--shrink-seconds", type=float, default=SHRINK_SECONDS)
     parser.add_argument("--budget", type=float, help="seconds after which the process stops itself")
@@ -411,8 +449,10 @@ def _main(args, libfuzzer: list[str], started: float) -> int:
         with limits.budget(load_budget):
             registry.load_properties(args.property_dirs)
             contexts = load(args.harness, args.target)
-            fuzzer = Fuzzer(args.harness, contexts, Path(args.crashes), emit=_events(args.events),
-                            shrink_seconds=args.shrink_seconds, properties=args.properties)
+            fuzzer = Fuzzer(args.harness, contexts, Path(args.crashes) if args.crashes else None,
+                            emit=_events(args.events), shrink_seconds=args.shrink_seconds,
+                            crash=args.crash, crash_known=_runs_files(libfuzzer),
+                            properties=args.properties)
             if not args.no_instrument:
                 n = instrument(HARNESSES[args.harness].instrument, contexts)
                 print(f"INFO: chainfuzz instrumented {n} functions", file=sys.stderr)

@@ -145,8 +145,11 @@ def _run(harness: str, path, seconds: int, crashes_dir: Path, seed: int | None,
         parent = os.getpid()
         with log.open("w", encoding="utf-8") as out:
             try:
+                # `chainfuzz fuzz` records findings and goes on: never crash mode, whatever
+                # $CHAINFUZZ_CRASH says (it is for OSS-Fuzz's fuzzers, see harness.py)
+                env = {k: v for k, v in os.environ.items() if k != "CHAINFUZZ_CRASH"}
                 proc = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      timeout=own_budget + GRACE_SECONDS,
+                                      timeout=own_budget + GRACE_SECONDS, env=env,
                                       preexec_fn=lambda: limits.die_with_parent(parent))
                 rc = proc.returncode
             except subprocess.TimeoutExpired:
