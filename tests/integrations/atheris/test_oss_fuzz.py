@@ -124,7 +124,7 @@ def test_chainfuzz_fuzz_never_runs_crash_mode(cli, write_template, sources, tmp_
     """$CHAINFUZZ_CRASH is for the OSS-Fuzz fuzzers: `chainfuzz fuzz` still records and goes on."""
     monkeypatch.setenv("CHAINFUZZ_CRASH", "1")
     tpl = write_template("nullcrash.jinja", sources.null_crash)
-    r = cli("fuzz", tpl, "--harness", "template", "--budget", 12, "--crashes", tmp_path / "c",
+    r = cli("fuzz", tpl, "--harness", "template", "--budget", 20, "--crashes", tmp_path / "c",
             "--seed", 1)
     assert r.rc == 1, r.out + r.err
     assert "Traceback" not in r.err and "Failed" not in r.out + r.err
