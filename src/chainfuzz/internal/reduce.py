@@ -18,6 +18,7 @@ import copy
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from ..messages import is_parts
 from ..schema import standard_forms
 from .mutate import FIXED_KEYS
 
@@ -91,7 +92,7 @@ def _simpler_values(case: dict) -> Iterator[dict]:
     deleted (a part itself stays whole: ``{"type": "text", "text": ...}``)."""
     for root in _data_roots(case):
         data = _get(case, root)
-        if _parts(data):
+        if is_parts(data):
             for j in range(len(data) if len(data) > 1 else 0):
                 yield _edit_at(case, root, lambda v, j=j: v.pop(j))
             continue
@@ -104,10 +105,6 @@ def _simpler_values(case: dict) -> Iterator[dict]:
                     yield _edit_at(case, path, lambda v, j=j: v.pop(j))
             elif isinstance(value, (int, float)) and not isinstance(value, bool) and value != 0:
                 yield _replaced(case, path, 0)
-
-
-def _parts(value) -> bool:
-    return isinstance(value, list) and all(isinstance(p, dict) and "type" in p for p in value)
 
 
 def _data_roots(case: dict) -> Iterator[tuple]:
