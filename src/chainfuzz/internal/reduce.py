@@ -69,7 +69,7 @@ def _candidates(case: dict) -> Iterator[dict]:
     for i, msg in enumerate(messages):
         for key in _OPTIONAL_KEYS:
             if key in msg:
-                yield _edit(case, i, lambda m, k=key: m.pop(k))
+                yield _edit_at(case, ("messages", i), lambda m, k=key: m.pop(k))
     yield from _simpler_values(case)
     yield from _shorter_texts(case)
 
@@ -104,7 +104,7 @@ def _simpler_values(case: dict) -> Iterator[dict]:
                 for j in range(len(value)):
                     yield _edit_at(case, path, lambda v, j=j: v.pop(j))
             elif isinstance(value, (int, float)) and not isinstance(value, bool) and value != 0:
-                yield _replaced(case, path, 0)
+                yield _edit_at(case, path[:-1], lambda parent, k=path[-1]: parent.__setitem__(k, 0))
 
 
 def _data_roots(case: dict) -> Iterator[tuple]:
@@ -119,6 +119,8 @@ def _data_roots(case: dict) -> Iterator[tuple]:
 
 
 def _edit_at(case: dict, path: tuple, change: Callable[[object], object]) -> dict:
+    """A copy of ``case`` with ``change`` applied in place to the value at ``path`` (to replace
+    a value, change its parent: ``path[:-1]``); every edit of the reducer is one."""
     edited = copy.deepcopy(case)
     change(_get(edited, path))
     return edited
@@ -132,12 +134,6 @@ def values(value, path: tuple) -> Iterator[tuple[tuple, object]]:
         yield from values(inner, (*path, key))
 
 
-def _replaced(case: dict, path: tuple, new) -> dict:
-    edited = copy.deepcopy(case)
-    _set(edited, path, new)
-    return edited
-
-
 def _shorter_texts(case: dict) -> Iterator[dict]:
     """The case with one text cut: a chunk of 1/2, 1/4, ... of it removed, never emptied;
     the fields mutation never edits (`mutate`) are not cut either."""
@@ -149,7 +145,7 @@ def _shorter_texts(case: dict) -> Iterator[dict]:
             for start in range(0, len(value) - size + 1, size):
                 cut = value[:start] + value[start + size:]
                 if cut and _no_new_edges(value, cut):
-                    yield _replaced(case, path, cut)
+                    yield _edit_at(case, path[:-1], lambda parent, k=path[-1], cut=cut: parent.__setitem__(k, cut))
             size //= 2
 
 
@@ -178,10 +174,6 @@ def _get(value, path):
     return value
 
 
-def _set(value, path, new) -> None:
-    _get(value, path[:-1])[path[-1]] = new
-
-
 def _turns(messages: list[dict]) -> Iterator[tuple[int, int]]:
     """[start, stop) spans that can go together: a message, or an assistant with its results."""
     i = 0
@@ -193,9 +185,3 @@ def _turns(messages: list[dict]) -> Iterator[tuple[int, int]]:
         if messages[i].get("role") != "tool" or i == 0 or not messages[i - 1].get("tool_calls"):
             yield i, stop
         i = stop
-
-
-def _edit(case: dict, index: int, change: Callable[[dict], object]) -> dict:
-    edited = copy.deepcopy(case)
-    change(edited["messages"][index])
-    return edited
