@@ -156,16 +156,11 @@ def _no_new_edges(value: str, cut: str) -> bool:
             and ("  " not in cut or "  " in value))
 
 
-def _strings(value, path):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k not in _UNCUT:
-                yield from _strings(v, (*path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings(v, (*path, i))
-    elif isinstance(value, str):
-        yield path, value
+def _strings(value, path: tuple) -> Iterator[tuple[tuple, str]]:
+    """(path, text) of the strings inside ``value`` that may be cut: under no `_UNCUT` key."""
+    for at, inner in values(value, path):
+        if isinstance(inner, str) and _UNCUT.isdisjoint(at):
+            yield at, inner
 
 
 def _get(value, path):
