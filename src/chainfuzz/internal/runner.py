@@ -246,6 +246,9 @@ class Search:
         # and the properties' boundary examples.
         self.pending: list[tuple[dict, frozenset[str]]] = []
         self._shaped: tuple[object, object] = (None, None)  # (case, its shape): one per drawn case
+        # The end of the slice under way (monotonic time, moved back by shrinking), set by
+        # `step`: before the first, every slice has ended.
+        self._until: Callable[[], float] = lambda: float("-inf")
 
     @property
     def done(self) -> bool:
