@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
+import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,3 +151,80 @@ def need_program(name: str) -> str:
             pytest.fail(why)
         pytest.skip(why)
     return path
+
+
+def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:
+    """A real ``redis-server`` on 127.0.0.1 (a free port, nothing saved to disk, 64 dbs)
+    answering PING: (its process, ``redis://127.0.0.1:PORT``). The caller stops it."""
+    import socket
+
+    import redis
+
+    from chainfuzz.internal.limits import die_with_parent
+
+    program = need_program("redis-server")
+    with socket.socket() as s:  # a free port; the server binds it an instant later
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([program, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--databases", "64", "--dir", str(folder)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+    url = f"redis://127.0.0.1:{port}"
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    for _ in range(200):  # 10 s at most; it answered within 60-130 ms here
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+    else:
+        proc.terminate()
+        proc.wait()
+        pytest.fail(f"redis-server on port {port} did not answer PING")
+    client.close()
+    if proc.poll() is not None:
+        pytest.fail(f"redis-server on port {port} exited with {proc.returncode}")
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One ``redis-server`` for the session (`start_redis`): its URL, database 0."""
+    pytest.importorskip("redis")
+    proc, url = start_redis(tmp_path_factory.mktemp("redis"))
+    yield f"{url}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis_server(tmp_path):
+    """A ``redis-server`` for this test alone (`start_redis`), which it may kill: (its process,
+    the URL of its database 0)."""
+    pytest.importorskip("redis")
+    proc, url = start_redis(tmp_path)
+    yield proc, f"{url}/0"
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def redis_db(redis_server):
+    """``redis_db()``: the URL of a database of the session's server of its own, emptied; each
+    call another, so that tests (and the two sides of one) do not see each other's keys."""
+    import redis
+
+    base = redis_server.rsplit("/", 1)[0]
+
+    def fresh() -> str:
+        url = f"{base}/{next(_REDIS_DBS) % 64}"
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+        return url
+
+    return fresh
+
+
+_REDIS_DBS = itertools.count(1)  # the databases handed out by `redis_db`: 1, 2, ... (mod 64)

@@ -14,11 +14,17 @@ from typing import Iterator
 BASIC_ROLES = ("system", "user", "assistant")
 
 
+def is_parts(value) -> bool:
+    """Whether ``value`` is a list of typed content parts (``[{"type": ...}, ...]``, any type,
+    the empty list included), as opposed to a JSON value given as content."""
+    return isinstance(value, list) and all(isinstance(p, dict) and "type" in p for p in value)
+
+
 def content_texts(content) -> list[str]:
     """The text of a ``content`` value: a string, a list of text parts, or a JSON object's leaves."""
     if isinstance(content, str):
         return [content]
-    if isinstance(content, list) and all(isinstance(p, dict) and "type" in p for p in content):
+    if is_parts(content):
         return [p["text"] for p in content if p.get("type") == "text" and isinstance(p.get("text"), str)]
     return list(json_strings(content))
 
@@ -44,8 +50,7 @@ def expected_texts(message: dict) -> list[tuple[str, str, bool]]:
     """
     out = []
     content = message.get("content")
-    structured = isinstance(content, (dict, list)) and not (
-        isinstance(content, list) and all(isinstance(p, dict) and "type" in p for p in content))
+    structured = isinstance(content, (dict, list)) and not is_parts(content)
     out += [("content", t, structured) for t in content_texts(content)]
     for call in message.get("tool_calls") or ():
         fn = call.get("function", {})

@@ -18,6 +18,7 @@ import copy
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
+from ..messages import is_parts
 from ..schema import standard_forms
 from .mutate import FIXED_KEYS
 
@@ -68,7 +69,7 @@ def _candidates(case: dict) -> Iterator[dict]:
     for i, msg in enumerate(messages):
         for key in _OPTIONAL_KEYS:
             if key in msg:
-                yield _edit(case, i, lambda m, k=key: m.pop(k))
+                yield _edit_at(case, ("messages", i), lambda m, k=key: m.pop(k))
     yield from _simpler_values(case)
     yield from _shorter_texts(case)
 
@@ -91,7 +92,7 @@ def _simpler_values(case: dict) -> Iterator[dict]:
     deleted (a part itself stays whole: ``{"type": "text", "text": ...}``)."""
     for root in _data_roots(case):
         data = _get(case, root)
-        if _parts(data):
+        if is_parts(data):
             for j in range(len(data) if len(data) > 1 else 0):
                 yield _edit_at(case, root, lambda v, j=j: v.pop(j))
             continue
@@ -103,11 +104,7 @@ def _simpler_values(case: dict) -> Iterator[dict]:
                 for j in range(len(value)):
                     yield _edit_at(case, path, lambda v, j=j: v.pop(j))
             elif isinstance(value, (int, float)) and not isinstance(value, bool) and value != 0:
-                yield _replaced(case, path, 0)
-
-
-def _parts(value) -> bool:
-    return isinstance(value, list) and all(isinstance(p, dict) and "type" in p for p in value)
+                yield _edit_at(case, path[:-1], lambda parent, k=path[-1]: parent.__setitem__(k, 0))
 
 
 def _data_roots(case: dict) -> Iterator[tuple]:
@@ -122,6 +119,8 @@ def _data_roots(case: dict) -> Iterator[tuple]:
 
 
 def _edit_at(case: dict, path: tuple, change: Callable[[object], object]) -> dict:
+    """A copy of ``case`` with ``change`` applied in place to the value at ``path`` (to replace
+    a value, change its parent: ``path[:-1]``); every edit of the reducer is one."""
     edited = copy.deepcopy(case)
     change(_get(edited, path))
     return edited
@@ -135,12 +134,6 @@ def values(value, path: tuple) -> Iterator[tuple[tuple, object]]:
         yield from values(inner, (*path, key))
 
 
-def _replaced(case: dict, path: tuple, new) -> dict:
-    edited = copy.deepcopy(case)
-    _set(edited, path, new)
-    return edited
-
-
 def _shorter_texts(case: dict) -> Iterator[dict]:
     """The case with one text cut: a chunk of 1/2, 1/4, ... of it removed, never emptied;
     the fields mutation never edits (`mutate`) are not cut either."""
@@ -152,7 +145,7 @@ def _shorter_texts(case: dict) -> Iterator[dict]:
             for start in range(0, len(value) - size + 1, size):
                 cut = value[:start] + value[start + size:]
                 if cut and _no_new_edges(value, cut):
-                    yield _replaced(case, path, cut)
+                    yield _edit_at(case, path[:-1], lambda parent, k=path[-1], cut=cut: parent.__setitem__(k, cut))
             size //= 2
 
 
@@ -163,26 +156,17 @@ def _no_new_edges(value: str, cut: str) -> bool:
             and ("  " not in cut or "  " in value))
 
 
-def _strings(value, path):
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k not in _UNCUT:
-                yield from _strings(v, (*path, k))
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            yield from _strings(v, (*path, i))
-    elif isinstance(value, str):
-        yield path, value
+def _strings(value, path: tuple) -> Iterator[tuple[tuple, str]]:
+    """(path, text) of the strings inside ``value`` that may be cut: under no `_UNCUT` key."""
+    for at, inner in values(value, path):
+        if isinstance(inner, str) and _UNCUT.isdisjoint(at):
+            yield at, inner
 
 
 def _get(value, path):
     for p in path:
         value = value[p]
     return value
-
-
-def _set(value, path, new) -> None:
-    _get(value, path[:-1])[path[-1]] = new
 
 
 def _turns(messages: list[dict]) -> Iterator[tuple[int, int]]:
@@ -196,9 +180,3 @@ def _turns(messages: list[dict]) -> Iterator[tuple[int, int]]:
         if messages[i].get("role") != "tool" or i == 0 or not messages[i - 1].get("tool_calls"):
             yield i, stop
         i = stop
-
-
-def _edit(case: dict, index: int, change: Callable[[dict], object]) -> dict:
-    edited = copy.deepcopy(case)
-    change(edited["messages"][index])
-    return edited
