@@ -8,7 +8,7 @@ schedule = "adaptive"       # optional: "equal" gives every pair the same time (
 hang_seconds = 60           # optional: a slice this long past its end is hung: cut off, reported
 
 [[target]]
-path = "templates/qwen.jinja"   # exactly one of path, corpus, url
+path = "templates/qwen.jinja"   # exactly one of path, corpus, url; "cache:..." is under the cache
 properties = ["template.*"]     # optional: ids or globs; default every applicable one
 engines = ["transformers"]      # optional: as --engine (model folders)
 modes = ["hypothesis", "atheris"]  # optional: both by default, where they apply
@@ -121,9 +121,10 @@ def _target(table: dict, index: int, where: Path, path: Path) -> TargetSpec:
         raise UsageError(f"{at}: {source} must be a non-empty string")
     model = None
     if source == "path":
-        value = str(where / value)
+        value = _resolve(value, where)
         if not Path(value).exists():
-            raise UsageError(f"{at}: {value}: no such file or directory")
+            hint = " (chainfuzz model tiny builds it)" if "models/tiny" in value else ""
+            raise UsageError(f"{at}: {value}: no such file or directory{hint}")
     elif source == "corpus":
         from ..corpus import CORPORA
 
@@ -134,7 +135,7 @@ def _target(table: dict, index: int, where: Path, path: Path) -> TargetSpec:
             raise UsageError(f"{at}: url must start with http:// or https://, got {value!r}")
         if not isinstance(table.get("model"), str):
             raise UsageError(f"{at}: a url needs model = the folder of the model the server serves")
-        model = str(where / table["model"])
+        model = _resolve(table["model"], where)
         if not Path(model).is_dir():
             raise UsageError(f"{at}: model {model}: not a folder")
     if "model" in table and source != "url":
@@ -151,6 +152,16 @@ def _target(table: dict, index: int, where: Path, path: Path) -> TargetSpec:
         raise UsageError(f"{at}: name must be a non-empty string")
     return TargetSpec(index, source, value, tuple(patterns), tuple(engines) or ("transformers",),
                       tuple(modes), model, name)
+
+
+def _resolve(value: str, where: Path) -> str:
+    """A path relative to the campaign file, or under chainfuzz's cache with ``cache:``
+    (``cache:models/tiny-qwen2-s0``, where ``chainfuzz model tiny`` writes the tiny model)."""
+    if value.startswith("cache:"):
+        from ..corpus import cache_dir
+
+        return str(cache_dir() / value.removeprefix("cache:"))
+    return str(where / value)
 
 
 def select(patterns: tuple[str, ...], ids: list[str]) -> list[str]:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Callable
 
 from .. import cases, registry, report
-from ..context import Context
 from ..errors import ChainfuzzError, UsageError
 from ..internal import limits
 from ..internal.runner import signature
@@ -91,11 +90,13 @@ def plan(cfg: configuration.Config) -> list[Pair]:
                     continue  # one unreadable file of a corpus is not the campaign's bad input
                 raise UsageError(f"{cfg.path}: target {spec.index}: {exc}") from None
             for t in targets:
-                ctx = Context(t, engines=spec.engines)
+                # The kinds the target holds, not those usable here (`Context.kinds`): telling
+                # needs the tokenizer loaded, 20 s for a vocabulary GGUF, a worker's job. One
+                # that cannot load is a failed pair, with the reason.
                 label = spec.name or t.name
                 if spec.name and len(targets) > 1:
                     label = f"{spec.name}/{t.template_name or t.name}"
-                props = registry.select(wanted, ctx.kinds)
+                props = registry.select(wanted, t.kinds)
                 if "hypothesis" in spec.modes:
                     for alike in group(props):
                         pid = f"{label}::{'+'.join(p.id for p in alike)}"
@@ -106,7 +107,7 @@ def plan(cfg: configuration.Config) -> list[Pair]:
                                           "hypothesis", list(spec.engines),
                                           slow_open=alike[0].applies_to == "engine"))
             if "atheris" in spec.modes and atheris:
-                kinds = {k for t in targets for k in Context(t).kinds}
+                kinds = {k for t in targets for k in t.kinds}
                 for name, h in HARNESSES.items():
                     props = [p.id for p in harness_properties(name) if p.id in wanted]
                     if h.kind in kinds and props:
@@ -455,22 +456,7 @@ class Campaign:
     def findings(self) -> list[dict]:
         """This run's findings, one per signature, classified against the baseline."""
         base = self.state["baseline"]
-        out: dict[str, dict] = {}
-        started = dt.datetime.fromisoformat(self.state["started"]).timestamp()
-        for r in read_lines(self.state_dir.findings_log(self.state["run"])):
-            if r["signature"] in out:
-                continue
-            rec = _case(r.get("case_file"))
-            out[r["signature"]] = {
-                "signature": r["signature"], "target": r.get("target") or "", "property": r["property"],
-                "severity": r.get("severity", "error"), "key": r.get("key") or (rec or {}).get("key") or "",
-                "message": r.get("message", ""), "mode": r.get("mode", "hypothesis"),
-                "case_file": r.get("case_file"), "input": (rec or {}).get("input", {}),
-                "found_at": max(0.0, r.get("time", started) - started),
-                "first_run": self.history["signatures"].get(r["signature"], {}).get("first_run", self.state["run"]),
-                "supersedes": r.get("supersedes")}
-        for f in out.values():
-            f["status"] = classify(f, base)
+        out = dict(self._logged())
         for sig in [f["supersedes"] for f in out.values() if f.get("supersedes")]:
             out.pop(sig, None)  # a lenient warning replaced by the same defect's error
         for r in (self.state.get("replay") or {}).get("regressed", []):
@@ -486,6 +472,39 @@ class Campaign:
                             "message": (rec or {}).get("message", ""), "input": (rec or {}).get("input", {}),
                             "found_at": 0.0, "first_run": self.state["run"]}
         return list(out.values())
+
+    def _logged(self) -> dict[str, dict]:
+        """The findings log read so far, one finding per signature, classified: read on from
+        where the last call stopped (a sample or a reply reads it; a campaign logs thousands)."""
+        cache = self.__dict__.setdefault("_log_cache", {"offset": 0, "found": {}})
+        path = self.state_dir.findings_log(self.state["run"])
+        try:
+            with open(path, "rb") as f:
+                f.seek(cache["offset"])
+                data = f.read()
+        except FileNotFoundError:
+            return cache["found"]
+        complete = data[:data.rfind(b"\n") + 1]  # a line being written is read next time
+        cache["offset"] += len(complete)
+        started = dt.datetime.fromisoformat(self.state["started"]).timestamp()
+        for line in complete.decode("utf-8", errors="replace").splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(r, dict) or r.get("signature") in cache["found"]:
+                continue
+            rec = _case(r.get("case_file"))
+            f = {"signature": r["signature"], "target": r.get("target") or "", "property": r["property"],
+                 "severity": r.get("severity", "error"), "key": r.get("key") or (rec or {}).get("key") or "",
+                 "message": r.get("message", ""), "mode": r.get("mode", "hypothesis"),
+                 "case_file": r.get("case_file"), "input": (rec or {}).get("input", {}),
+                 "found_at": max(0.0, r.get("time", started) - started),
+                 "first_run": self.history["signatures"].get(r["signature"], {}).get("first_run", self.state["run"]),
+                 "supersedes": r.get("supersedes")}
+            f["status"] = classify(f, self.state["baseline"])
+            cache["found"][r["signature"]] = f
+        return cache["found"]
 
     def _announce(self) -> None:
         seen = getattr(self, "_announced", set())

@@ -197,10 +197,11 @@ def test_clean_twin_config_is_accepted(tmp_path, sources, cli_subprocess):
     assert result.rc == 0 and "run 1" in result.out, result.err
 
 
-def test_two_workers_sharing_redis_find_a_defect_once_and_both_shrink_it(planted, redis_url):
+def test_two_workers_sharing_redis_find_a_defect_once_and_both_shrink_it(planted, redis_db):
     """Two campaigns, as on two machines: their own --out, one crash folder, one Redis. The
     defect is filed once; both workers shrank it (each logged it: one wrote the case file)."""
     need_program("redis-server")
+    redis_url = redis_db()
     config(planted, {"renders_defect.jinja": "template.renders"}, budget=12)
     other = planted / "machine-b"
     other.mkdir()
