@@ -31,6 +31,7 @@ bench: $(FULL) $(VLLM_STAMP)
 	$(BIN)/python bench/bench_findings.py
 	$(BIN)/python bench/bench_tokenizer.py
 	$(BIN)/python bench/bench_fuzz.py
+	$(BIN)/python bench/bench_campaign.py
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_engine.py --engines transformers llama.cpp vllm serve:llama serve:vllm
 
