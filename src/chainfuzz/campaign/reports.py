@@ -32,16 +32,14 @@ view escapes it for its own format.
 
 from __future__ import annotations
 
-import contextlib
 import html as _html
 import io
-import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from ..internal.files import write_atomic
 from ..internal.text import clip, dumps_json, printable
 
 # GitHub refuses a comment over 65,536 characters; report.md stays under half of that, so a
@@ -71,23 +69,8 @@ def write_reports(data: dict, out: Path) -> dict[str, Path]:
              "report.html": lambda: html(data), "junit.xml": lambda: junit(data)}
     paths = {}
     for name, view in views.items():
-        paths[name] = _write_atomic(out / name, view())
+        paths[name] = write_atomic(out / name, view())
     return paths
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    """``text`` as ``path``: a temporary file in the same folder, renamed over it (a reader never
-    sees half a report, a killed run leaves the previous one)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------

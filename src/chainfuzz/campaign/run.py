@@ -16,18 +16,17 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
 from .. import cases, registry, report
 from ..errors import ChainfuzzError, UsageError
 from ..internal import limits
-from ..internal.runner import signature
 from ..internal.worker import kill_group
 from ..targets import load_targets
 from . import config as configuration
-from .scheduler import PairStats, Scheduler, estimate
+from .scheduler import PairStats, Scheduler
 from .state import StateDir, read_lines
 from .worker import OPEN_SECONDS
 
@@ -256,7 +255,6 @@ class Campaign:
     opts: Options
     progress: Callable[[str], None] | None = None
     live: Callable[[dict], None] | None = None
-    data: dict = field(default_factory=dict)
 
     def run(self) -> dict:
         """Run (or resume) the campaign; the report's data, with its ``exit_code``."""
@@ -278,6 +276,18 @@ class Campaign:
             state["resumes"] += 1
             self._say(f"resuming run {state['run']}: {state['elapsed']:.0f} of {budget:g} s spent")
         else:
+            if state is not None and state["status"] == "running":
+                # A run that was stopped and is not resumed (the file or the budget changed):
+                # what it found is known from now on.
+                for r in read_lines(state_dir.findings_log(state["run"])):
+                    history["signatures"].setdefault(r["signature"], {
+                        "first_run": state["run"], "last_run": state["run"], "property": r["property"],
+                        "target": r.get("target"), "key": r.get("key"), "severity": r.get("severity"),
+                        "case_file": r.get("case_file")})
+                history["runs"].append({"run": state["run"], "ended": _now(), "elapsed": state["elapsed"],
+                                        "new": 0, "regressed": 0, "fixed": 0, "errors": 0, "warnings": 0,
+                                        "stopped": True})
+                state_dir.save_history(history)
             run_no = len(history["runs"]) + 1
             seed = opts.seed if opts.seed is not None else random.SystemRandom().randrange(2**31)
             base = baseline(opts.crashes, history, pairs)
@@ -404,6 +414,7 @@ class Campaign:
         st = self.stats[pid]
         if "failed" in reply or "error" in reply:
             st.state, st.message = "failed", reply.get("failed") or reply.get("error")
+            st.internal = bool(reply.get("internal"))
             self._say(f"{pid}: failed: {st.message}")
             return
         st.add(reply["seconds"], reply["examples"], reply["gain"])
@@ -540,6 +551,9 @@ class Campaign:
 
     def _finish(self, interrupted: bool) -> dict:
         st, base = self.state, self.state["baseline"]
+        failed = [s for s in self.stats.values() if s.state == "failed" and not s.slices and not s.internal]
+        if not interrupted and len(failed) == len(self.stats):  # nothing could even start
+            raise UsageError(f"no pair could run: {failed[0].message}")
         found = self.findings()
         internal = any(getattr(s, "internal", False) for s in self.stats.values())
         new = [f for f in found if f["status"] == "new"]
@@ -579,7 +593,6 @@ class Campaign:
                               "errors": sum(f["severity"] == "error" for f in mine),
                               "warnings": sum(f["severity"] == "warning" for f in mine),
                               "state": s.state, "message": s.message})
-        history = self.history["runs"] if not interrupted else self.history["runs"] + []
         from ..internal.memory import safe_url
 
         data = {
@@ -590,7 +603,7 @@ class Campaign:
             "exit_code": code, "interrupted": interrupted, "resumes": st["resumes"],
             "changes": {"new": new, "regressed": regressed, "fixed": fixed, "known": known_count},
             "findings": [{k: v for k, v in f.items() if k != "supersedes"} for f in found],
-            "fixed": fixed, "pairs": pairs, "timeline": st["timeline"], "history": history,
+            "fixed": fixed, "pairs": pairs, "timeline": st["timeline"], "history": self.history["runs"],
         }
         from .reports import write_reports
 

@@ -12,11 +12,10 @@ first and last run that saw it. Started again with the same command, a run whose
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from pathlib import Path
 
 from ..errors import UsageError
+from ..internal.files import write_atomic
 from ..internal.text import dumps_json
 
 FORMAT = 1
@@ -24,16 +23,7 @@ FORMAT = 1
 
 def write_json(path: Path, data: object) -> None:
     """Replace ``path`` atomically: a reader or a SIGKILL sees the old file or the new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(dumps_json(data, indent=1))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_atomic(path, dumps_json(data, indent=1))
 
 
 def read_json(path: Path, default):

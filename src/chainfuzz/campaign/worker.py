@@ -14,7 +14,6 @@ campaign killed at any moment has both.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -75,6 +74,8 @@ class Slices:
             return {"failed": str(exc)}
         except limits.BudgetExhausted:
             return {"failed": f"it did not open within {OPEN_SECONDS:g} s"}
+        except Exception as exc:  # noqa: BLE001 - chainfuzz's own bug: this pair stops, the worker goes on
+            return {"failed": f"internal error: {type(exc).__name__}: {exc}", "internal": True}
 
     # --- a Hypothesis pair ------------------------------------------------------------------
 

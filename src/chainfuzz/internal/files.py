@@ -131,3 +131,24 @@ def sha256(paths: list[Path]) -> str:
 def open_regular(path: str | Path):
     """A binary file object of the regular file ``path`` (for reads by offset: a GGUF)."""
     return os.fdopen(_open(path), "rb")
+
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """``text`` as ``path`` (UTF-8): a temporary file in the same folder, flushed to disk and
+    renamed over it, so a reader, or a run killed mid-write, sees the old file or the new one."""
+    import contextlib
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return path

@@ -140,3 +140,19 @@ def test_a_missing_plot_is_reported(browser, report, tmp_path):
 def test_a_hidden_plot_is_reported(browser, report, tmp_path):
     page = _planted(report, tmp_path, "</style>", "#plot-rate{display:none}</style>")
     assert check_page(page, browser) == ["plot plot-rate not displayed (0x0)"]
+
+
+def test_a_real_campaigns_report_has_no_problems(browser, tmp_path, sources):
+    """The report a real `chainfuzz campaign` writes, not a sample: a planted null crash found."""
+    import subprocess
+    import sys
+
+    (tmp_path / "t.jinja").write_text(sources.null_crash, encoding="utf-8")
+    (tmp_path / "c.toml").write_text('budget = 6\n[[target]]\npath = "t.jinja"\nproperties = ["template.renders"]\n'
+                                     'modes = ["hypothesis"]\n', encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-m", "chainfuzz.cli", "campaign", "c.toml", "--out", "out",
+                           "--crashes", "crashes", "--seed", "1"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
+    assert data["changes"]["new"]
+    assert check_page(tmp_path / "out" / "report.html", browser) == []

@@ -173,6 +173,48 @@ def test_a_hung_pair_is_cut_off_and_the_rest_go_on(planted):
     assert "hung" in err
 
 
+RAISING_PROPERTY = '''
+import chainfuzz
+from chainfuzz import strategies as cst
+
+@chainfuzz.property("user.broken", inputs=lambda ctx: cst.conversations(), applies_to="template")
+def broken(ctx, case):
+    raise KeyError("a bug in the property itself")
+'''
+
+
+def test_a_property_that_raises_is_an_internal_error(planted):
+    (planted / "props").mkdir()
+    (planted / "props" / "broken.py").write_text(RAISING_PROPERTY, encoding="utf-8")
+    config(planted, {"renders_defect.jinja": "user.broken"}, budget=4, extra='property_dirs = ["props"]')
+    rc, report, err = run(planted, "--seed", "1")
+    assert rc == 3, err
+    pair = next(p for p in report["pairs"] if p["property"] == "user.broken")
+    assert pair["state"] == "failed" and "KeyError" in pair["message"]
+
+
+def test_interrupted_then_resumed(planted):
+    """SIGINT (or a pod's SIGTERM): reports written, exit 130; the same command resumes."""
+    config(planted, {"renders_defect.jinja": "template.renders"}, budget=20)
+    proc = start(planted, "--seed", "1")
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    report = json.loads((planted / "out" / "report.json").read_text(encoding="utf-8"))
+    assert report["interrupted"] and report["exit_code"] == 130 and report["elapsed"] < 20
+    rc, report, err = run(planted, "--seed", "1")
+    assert rc == 1 and report["resumes"] == 1 and not report["interrupted"], err
+    assert report["run"] == 1 and 20 <= report["elapsed"] <= 35
+
+
+def test_a_redis_that_does_not_answer_is_bad_input(planted, cli_subprocess, one_error_line):
+    config(planted, {"renders_defect.jinja": "template.renders"}, budget=4)
+    line = one_error_line(cli_subprocess("campaign", "campaign.toml", "--out", "out",
+                                         "--redis", "redis://:secret@127.0.0.1:9/0", cwd=planted))
+    assert "did not answer" in line and "secret" not in line
+
+
 @pytest.mark.parametrize("toml, says", [
     ("budget = 5\n", "needs at least one [[target]]"),
     ('budget = 5\n[[target]]\npath = "missing.jinja"\n', "no such file"),
@@ -188,6 +230,13 @@ def test_bad_config_is_one_error_line(tmp_path, sources, cli_subprocess, one_err
     (tmp_path / "campaign.toml").write_text(toml, encoding="utf-8")
     line = one_error_line(cli_subprocess("campaign", "campaign.toml", "--out", "out"))
     assert says in line, line
+
+
+def test_a_template_that_does_not_compile_is_bad_input(tmp_path, cli_subprocess, one_error_line):
+    (tmp_path / "t.jinja").write_text("{% if %}", encoding="utf-8")
+    config(tmp_path, {"t.jinja": "template.renders"}, budget=3)
+    line = one_error_line(cli_subprocess("campaign", "campaign.toml", "--out", "out"))
+    assert "no pair could run" in line and "t.jinja" in line, line
 
 
 def test_clean_twin_config_is_accepted(tmp_path, sources, cli_subprocess):
