@@ -89,6 +89,13 @@ def plan(cfg: configuration.Config) -> list[Pair]:
                     continue  # one unreadable file of a corpus is not the campaign's bad input
                 raise UsageError(f"{cfg.path}: target {spec.index}: {exc}") from None
             for t in targets:
+                if spec.source == "path" and "template" in t.kinds:
+                    from ..template.render import check_compiles
+
+                    try:  # milliseconds, and said before anything runs (a corpus' own are pairs that fail)
+                        check_compiles(t)
+                    except ChainfuzzError as exc:
+                        raise UsageError(f"{cfg.path}: target {spec.index}: {exc}") from None
                 # The kinds the target holds, not those usable here (`Context.kinds`): telling
                 # needs the tokenizer loaded, 20 s for a vocabulary GGUF, a worker's job. One
                 # that cannot load is a failed pair, with the reason.

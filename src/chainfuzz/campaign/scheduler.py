@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 FLOOR_SHARE = 0.5
 # Slice lengths in seconds, (shortest, longest): a Hypothesis slice costs ~20 ms to resume
 # (`runner.MIN_SLICE`), an atheris slice 2-5 s of start-up, so atheris slices are long enough
-# for that to stay small. At 2 s, the floor of 66 pairs in a 90 s campaign (0.7 s each) took
-# 130 s: half the planted defects of `bench/bench_campaign.py` were never reached.
+# for that to stay small. At a 2 s shortest slice, the floor pass of `bench/bench_campaign.py`
+# (60 pairs, 0.75 s each in a 90 s campaign) took 120 s: pairs were still unstarted at the end.
 SLICE = {"hypothesis": (0.5, 30.0), "atheris": (10.0, 120.0)}
 FLOOR_SLICE = {"hypothesis": 5.0, "atheris": 20.0}
 

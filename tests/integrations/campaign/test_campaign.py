@@ -205,7 +205,7 @@ def test_interrupted_then_resumed(planted):
     assert report["interrupted"] and report["exit_code"] == 130 and report["elapsed"] < 20
     rc, report, err = run(planted, "--seed", "1")
     assert rc == 1 and report["resumes"] == 1 and not report["interrupted"], err
-    assert report["run"] == 1 and 20 <= report["elapsed"] <= 35
+    assert report["run"] == 1 and 19 <= report["elapsed"] <= 35  # dispatch stops with 0.5 s left
 
 
 def test_a_redis_that_does_not_answer_is_bad_input(planted, cli_subprocess, one_error_line):
@@ -236,7 +236,7 @@ def test_a_template_that_does_not_compile_is_bad_input(tmp_path, cli_subprocess,
     (tmp_path / "t.jinja").write_text("{% if %}", encoding="utf-8")
     config(tmp_path, {"t.jinja": "template.renders"}, budget=3)
     line = one_error_line(cli_subprocess("campaign", "campaign.toml", "--out", "out"))
-    assert "no pair could run" in line and "t.jinja" in line, line
+    assert "does not compile" in line and "t.jinja" in line, line
 
 
 def test_clean_twin_config_is_accepted(tmp_path, sources, cli_subprocess):
