@@ -156,6 +156,17 @@ def read(path: Path) -> dict:
     return rec
 
 
+def read_or_none(path: str | Path | None) -> dict | None:
+    """The case at ``path``, or None when there is none or it cannot be read (a campaign's
+    report shows a finding whose file went away without it)."""
+    if not path:
+        return None
+    try:
+        return read(Path(path))
+    except ChainfuzzError:
+        return None
+
+
 def _read_bytes(path: Path) -> bytes:
     """At most `READ_LIMIT` bytes of the regular file ``path`` (`internal.files`: a FIFO is
     refused rather than waited on, a device never read)."""

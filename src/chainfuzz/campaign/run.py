@@ -96,12 +96,12 @@ def plan(cfg: configuration.Config) -> list[Pair]:
                         check_compiles(t)
                     except ChainfuzzError as exc:
                         raise UsageError(f"{cfg.path}: target {spec.index}: {exc}") from None
-                # The kinds the target holds, not those usable here (`Context.kinds`): telling
-                # needs the tokenizer loaded, 20 s for a vocabulary GGUF, a worker's job. One
-                # that cannot load is a failed pair, with the reason.
                 label = spec.name or t.name
                 if spec.name and len(targets) > 1:
                     label = f"{spec.name}/{t.template_name or t.name}"
+                # The kinds the target holds, not those usable here (`Context.kinds`): telling
+                # needs the tokenizer loaded, 20 s for a vocabulary GGUF, a worker's job. One
+                # that cannot load is a failed pair, with the reason.
                 props = registry.select(wanted, t.kinds)
                 if "hypothesis" in spec.modes:
                     for alike in group(props):
@@ -479,13 +479,13 @@ class Campaign:
             out.pop(sig, None)  # a lenient warning replaced by the same defect's error
         for r in (self.state.get("replay") or {}).get("regressed", []):
             if r["signature"] not in out:
-                rec = _case(r.get("case_file"))
+                rec = cases.read_or_none(r.get("case_file"))
                 out[r["signature"]] = {**r, "input": (rec or {}).get("input", {}), "found_at": 0.0,
                                        "first_run": self.state["run"]}
         for sig in self.known_met & set(base["fixed"]):  # atheris met a fixed case's defect
             if sig not in out:
                 e = base["fixed"][sig]
-                rec = _case(e.get("case_file"))
+                rec = cases.read_or_none(e.get("case_file"))
                 out[sig] = {"signature": sig, **_entry(e), "status": "regressed", "mode": "atheris",
                             "message": (rec or {}).get("message", ""), "input": (rec or {}).get("input", {}),
                             "found_at": 0.0, "first_run": self.state["run"]}
@@ -512,7 +512,7 @@ class Campaign:
                 continue
             if not isinstance(r, dict) or r.get("signature") in cache["found"]:
                 continue
-            rec = _case(r.get("case_file"))
+            rec = cases.read_or_none(r.get("case_file"))
             f = {"signature": r["signature"], "target": r.get("target") or "", "property": r["property"],
                  "severity": r.get("severity", "error"), "key": r.get("key") or (rec or {}).get("key") or "",
                  "message": r.get("message", ""), "mode": r.get("mode", "hypothesis"),
@@ -620,15 +620,6 @@ class Campaign:
     def _say(self, text: str) -> None:
         if self.progress:
             self.progress(text)
-
-
-def _case(path: str | None) -> dict | None:
-    if not path:
-        return None
-    try:
-        return cases.read(Path(path))
-    except ChainfuzzError:
-        return None
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM (a CronJob's pod stopping) ends it like Ctrl-C

@@ -141,7 +141,7 @@ class Slices:
                           work, True, tuple(str(d) for d in request.get("property_dirs", ())),
                           tuple(pair["properties"]))
         for f in run.findings:
-            rec = _read_case(f.get("path"))
+            rec = cases.read_or_none(f.get("path"))
             append_line(self.log, {
                 "signature": f["signature"], "pair": pair["id"], "target": f.get("target"),
                 "property": f["property"], "severity": f["severity"],
@@ -167,15 +167,6 @@ def _known_keys(search: Search) -> set[str]:
 
             out.add(f"{seen[0]}\0{signature(seen[0], search.ctx.target.name, seen[1][6:])}")
     return out
-
-
-def _read_case(path: str | None) -> dict | None:
-    if not path:
-        return None
-    try:
-        return cases.read(Path(path))
-    except ChainfuzzError:
-        return None
 
 
 def _safe(text: str) -> str:
