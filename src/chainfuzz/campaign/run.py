@@ -27,7 +27,7 @@ from ..internal.worker import kill_group
 from ..targets import load_targets
 from . import config as configuration
 from .scheduler import PairStats, Scheduler
-from .state import StateDir, read_lines
+from .state import StateDir, finding_records, read_lines
 from .worker import OPEN_SECONDS
 
 SAVE_INTERVAL = 2.0  # seconds between state saves: what a SIGKILL can cost of the budget's count
@@ -286,7 +286,8 @@ class Campaign:
             if state is not None and state["status"] == "running":
                 # A run that was stopped and is not resumed (the file or the budget changed):
                 # what it found is known from now on.
-                for r in read_lines(state_dir.findings_log(state["run"])):
+                for r in (r for path in state_dir.finding_files(state["run"])
+                          for r in finding_records(read_lines(path))):
                     history["signatures"].setdefault(r["signature"], {
                         "first_run": state["run"], "last_run": state["run"], "property": r["property"],
                         "target": r.get("target"), "key": r.get("key"), "severity": r.get("severity"),
@@ -340,7 +341,7 @@ class Campaign:
     def _setup(self) -> Path:
         opts, st = self.opts, self.state
         base = st["baseline"]
-        found = {r["signature"] for r in read_lines(self.state_dir.findings_log(st["run"]))}
+        found = set(self._logged())
         setup = {"crashes": str(opts.crashes.resolve()),
                  "findings_log": str(self.state_dir.findings_log(st["run"]).resolve()),
                  "known": sorted(set(base["known"]) | found), "seed": st["seed"],
@@ -492,36 +493,26 @@ class Campaign:
         return list(out.values())
 
     def _logged(self) -> dict[str, dict]:
-        """The findings log read so far, one finding per signature, classified: read on from
-        where the last call stopped (a sample or a reply reads it; a campaign logs thousands)."""
-        cache = self.__dict__.setdefault("_log_cache", {"offset": 0, "found": {}})
-        path = self.state_dir.findings_log(self.state["run"])
-        try:
-            with open(path, "rb") as f:
-                f.seek(cache["offset"])
-                data = f.read()
-        except FileNotFoundError:
-            return cache["found"]
-        complete = data[:data.rfind(b"\n") + 1]  # a line being written is read next time
-        cache["offset"] += len(complete)
+        """The findings logged so far, one per signature, classified: the workers' findings log
+        and the atheris harnesses' event files beside it (each read on from where the last
+        call stopped: a sample or a reply reads them, and a campaign logs thousands)."""
+        cache = self.__dict__.setdefault("_log_cache", {"offsets": {}, "found": {}})
         started = dt.datetime.fromisoformat(self.state["started"]).timestamp()
-        for line in complete.decode("utf-8", errors="replace").splitlines():
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(r, dict) or r.get("signature") in cache["found"]:
-                continue
-            rec = cases.read_or_none(r.get("case_file"))
-            f = {"signature": r["signature"], "target": r.get("target") or "", "property": r["property"],
-                 "severity": r.get("severity", "error"), "key": r.get("key") or (rec or {}).get("key") or "",
-                 "message": r.get("message", ""), "mode": r.get("mode", "hypothesis"),
-                 "case_file": r.get("case_file"), "input": (rec or {}).get("input", {}),
-                 "found_at": max(0.0, r.get("time", started) - started),
-                 "first_run": self.history["signatures"].get(r["signature"], {}).get("first_run", self.state["run"]),
-                 "supersedes": r.get("supersedes")}
-            f["status"] = classify(f, self.state["baseline"])
-            cache["found"][r["signature"]] = f
+        for path in self.state_dir.finding_files(self.state["run"]):
+            for r in finding_records(read_lines(path, cache["offsets"])):
+                if r["signature"] in cache["found"]:
+                    continue
+                rec = cases.read_or_none(r.get("case_file"))
+                f = {"signature": r["signature"], "target": r.get("target") or "", "property": r["property"],
+                     "severity": r.get("severity", "error"), "key": r.get("key") or (rec or {}).get("key") or "",
+                     "message": r.get("message", ""), "mode": r.get("mode", "hypothesis"),
+                     "case_file": r.get("case_file"), "input": (rec or {}).get("input", {}),
+                     "found_at": max(0.0, r.get("time", started) - started),
+                     "first_run": self.history["signatures"].get(r["signature"], {}).get("first_run",
+                                                                                          self.state["run"]),
+                     "supersedes": r.get("supersedes")}
+                f["status"] = classify(f, self.state["baseline"])
+                cache["found"][r["signature"]] = f
         return cache["found"]
 
     def _announce(self) -> None:

@@ -37,20 +37,40 @@ def read_json(path: Path, default):
                          "remove the --out folder's state/ to start afresh") from None
 
 
-def read_lines(path: Path) -> list[dict]:
-    """The JSON lines of a findings log; a last line cut short by a kill is skipped."""
-    out = []
+def read_lines(path: Path, offsets: dict[str, int] | None = None) -> list[dict]:
+    """The JSON objects of ``path``'s whole lines; with ``offsets``, only those it gained since
+    the last call (a line still being written is read next time; one cut by a kill is skipped)."""
+    offsets = {} if offsets is None else offsets
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, "rb") as f:
+            f.seek(offsets.get(str(path), 0))
+            data = f.read()
     except FileNotFoundError:
-        return out
-    for line in text.splitlines():
+        return []
+    complete = data[:data.rfind(b"\n") + 1]
+    offsets[str(path)] = offsets.get(str(path), 0) + len(complete)
+    out = []
+    for line in complete.decode("utf-8", errors="replace").splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("signature"), str):
+        if isinstance(record, dict):
             out.append(record)
+    return out
+
+
+def finding_records(records: list[dict]) -> list[dict]:
+    """The findings among a findings log's records and an atheris harness' events (whose
+    "finding" events name the case file ``path``), as findings log records."""
+    out = []
+    for r in records:
+        if r.get("event") == "finding":
+            r = {**r, "case_file": r.get("path"), "mode": "atheris"}
+        elif "event" in r:
+            continue
+        if isinstance(r.get("signature"), str) and isinstance(r.get("property"), str):
+            out.append(r)
     return out
 
 
@@ -70,6 +90,11 @@ class StateDir:
 
     def findings_log(self, run: int) -> Path:
         return self.root / f"findings-{run}.jsonl"
+
+    def finding_files(self, run: int) -> list[Path]:
+        """Where run ``run``'s findings are: the workers' log, and each atheris slice's events."""
+        log = self.findings_log(run)
+        return [log, *sorted(self.root.glob(f"{log.stem}.atheris-*.jsonl"))]
 
     def load(self) -> dict | None:
         data = read_json(self.campaign, None)

@@ -64,6 +64,7 @@ class Slices:
         registry.load_properties(setup.get("property_dirs", ()))
         self.contexts: dict[str, Context] = {}
         self.searches: dict[str, Search] = {}
+        self.slices = 0  # atheris slices run by this process
 
     def handle(self, request: dict) -> dict:
         try:
@@ -137,17 +138,14 @@ class Slices:
         pair = request["pair"]
         seconds = max(1, int(request["seconds"]))
         work = self.inputs / _safe(pair["id"])
+        # The harness writes its events as they happen into a file of this slice's own, beside
+        # the findings log: the parent reads its findings from there (`run.Campaign._logged`),
+        # so a campaign killed mid-slice keeps them.
+        self.slices += 1
+        events = self.log.with_name(f"{self.log.stem}.atheris-{os.getpid()}-{self.slices}.jsonl")
         run = launch._run(pair["harness"], pair["path"], seconds, self.crashes, request.get("seed"),
                           work, True, tuple(str(d) for d in request.get("property_dirs", ())),
-                          tuple(pair["properties"]))
-        for f in run.findings:
-            rec = cases.read_or_none(f.get("path"))
-            append_line(self.log, {
-                "signature": f["signature"], "pair": pair["id"], "target": f.get("target"),
-                "property": f["property"], "severity": f["severity"],
-                "key": rec.get("key") if rec else None, "message": f["message"], "mode": "atheris",
-                "case_file": f.get("path"), "written": f.get("written"), "time": f.get("time", time.time()),
-                "worker": os.getpid()})
+                          tuple(pair["properties"]), events=events)
         return {"gain": run.gain, "seconds": run.wall, "examples": run.executions,
                 "known": sorted({f"{e['property']}\0{e['signature']}" for e in run.known}),
                 "internal_error": run.internal_error, "done": False,

@@ -123,7 +123,10 @@ def _second_pass(runs: dict[str, HarnessRun], left: float) -> list[tuple[str, in
 
 
 def _run(harness: str, path, seconds: int, crashes_dir: Path, seed: int | None,
-         work: Path, instrument: bool, property_dirs, properties: tuple[str, ...] = ()) -> HarnessRun:
+         work: Path, instrument: bool, property_dirs, properties: tuple[str, ...] = (),
+         events: Path | None = None) -> HarnessRun:
+    """One harness process; ``events``: where it writes its events as they happen (a new
+    file; default a temporary one), for a caller that must not lose them if it is killed."""
     with tempfile.TemporaryDirectory(prefix="chainfuzz-fuzz-") as tmp:
         tmp = Path(tmp)
         try:
@@ -131,7 +134,7 @@ def _run(harness: str, path, seconds: int, crashes_dir: Path, seed: int | None,
         except OSError as exc:
             raise UsageError(f"--inputs {work.parent}: cannot create {work}: {exc.strerror}") from None
         seeds = SEEDS / harness
-        events, log = tmp / "events.jsonl", tmp / "fuzz.log"
+        events, log = events or tmp / "events.jsonl", tmp / "fuzz.log"
         own_budget = seconds + STARTUP_SECONDS  # when it is killed
         cmd = [sys.executable, "-m", "chainfuzz.fuzz.harness", harness, str(path),
                "--crashes", str(crashes_dir), "--events", str(events), "--budget", str(seconds),

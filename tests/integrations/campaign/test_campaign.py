@@ -274,3 +274,24 @@ def test_two_workers_sharing_redis_find_a_defect_once_and_both_shrink_it(planted
     assert shared, by_sig  # a defect both workers shrank and logged
     for rs in shared:
         assert sum(bool(r["written"]) for r in rs) == 1  # exactly one of them wrote it
+
+
+def test_sigkill_mid_atheris_slice_keeps_its_findings(planted):
+    """An atheris harness writes its findings as events while its slice runs: a campaign killed
+    mid-slice has them in the report of the resumed run."""
+    pytest.importorskip("atheris")
+    config(planted, {"renders_defect.jinja": "template.renders"}, budget=40, modes='["atheris"]')
+    proc = start(planted, "--seed", "1")
+    deadline, seen = time.monotonic() + 60, set()
+    while time.monotonic() < deadline and not seen:
+        time.sleep(0.5)
+        for events in (planted / "out" / "state").glob("findings-1.atheris-*.jsonl"):
+            seen |= {json.loads(line)["signature"] for line in events.read_text().splitlines()
+                     if line.strip() and '"event": "finding"' in line}
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert seen, "the harness found nothing to kill it over"
+    rc, report, err = run(planted, "--seed", "1")
+    assert rc == 1 and report["resumes"] == 1, err
+    found = {f["signature"]: f for f in report["findings"]}
+    assert seen <= set(found) and all(found[s]["mode"] == "atheris" for s in seen)
