@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from programs import need_program
 
 # A clean ChatML template: string, text-part and object contents, null assistant content,
 # tool calls with object or string arguments, tools, and the generation prompt.
@@ -136,21 +137,6 @@ def tiny():
 
     spec = TinySpec("qwen2")
     return build(spec, default_folder(spec))
-
-
-def need_program(name: str) -> str:
-    """The path of a program a test starts for real (``redis-server``, ``chromium``,
-    ``chromedriver``, from Debian's packages). Absent, the test skips and says why; under CI
-    (``CHAINFUZZ_REQUIRE_PROGRAMS=1``, set by ``.ci/run``, which installs them) it fails."""
-    import shutil
-
-    path = shutil.which(name)
-    if path is None:
-        why = f"{name} is not installed (apt-get install redis-server chromium chromium-driver)"
-        if os.environ.get("CHAINFUZZ_REQUIRE_PROGRAMS") == "1":
-            pytest.fail(why)
-        pytest.skip(why)
-    return path
 
 
 def start_redis(folder: Path) -> tuple[subprocess.Popen, str]:

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import need_program
+from programs import need_program
 from report_samples import HOSTILE, first_run_report, sample_report
 
 from chainfuzz.campaign.reports import PLOT_IDS, write_reports

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need_program
+from programs import need_program
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 # Each planted template with the property that must find it (`tests/properties` checks the
