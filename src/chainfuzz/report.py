@@ -216,7 +216,6 @@ class Row:
         self.seconds += later.seconds
         self.shrink_seconds += later.shrink_seconds
         self.gain += later.gain
-        self.coverage = later.coverage if later.coverage is not None else self.coverage
         self.internal_errors += [e for e in later.internal_errors if e not in self.internal_errors]
 
     def count(self, prop: str, severity: str) -> int:
