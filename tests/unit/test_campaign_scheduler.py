@@ -44,6 +44,18 @@ def test_every_pair_starts_within_the_first_round_hypothesis_first():
         assert stats.seconds >= FLOOR_SHARE * 600 / 3 - 1
 
 
+def test_the_floor_starts_every_target_before_any_targets_second_pair():
+    """Pairs of targets a..c, three each: the first three slices go to three targets, not to
+    target a's three pairs (the id order)."""
+    pairs = {f"{t}::{p}": PairStats() for t in "abc" for p in ("p1", "p2", "p3")}
+    ranks = {i: int(i[-1]) - 1 for i in pairs}
+    s = Scheduler(pairs, dict.fromkeys(pairs, "hypothesis"), budget=300, seed=1, ranks=ranks)
+    chosen = simulate(s, 300, gains_only("none"))
+    assert {c.split("::")[0] for c in chosen[:3]} == set("abc")
+    twin = Scheduler({i: PairStats() for i in pairs}, dict.fromkeys(pairs, "hypothesis"), budget=300, seed=1)
+    assert {c.split("::")[0] for c in simulate(twin, 300, gains_only("none"))[:3]} == {"a"}
+
+
 def test_time_goes_to_the_pair_still_finding_new_behaviour():
     pairs = {i: PairStats() for i in "abcd"}
     s = Scheduler(pairs, dict.fromkeys(pairs, "hypothesis"), budget=400, seed=2)

@@ -7,6 +7,7 @@ worker restarted), keeps the state on disk (`state`), and writes the reports (`r
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import os
@@ -357,8 +358,11 @@ class Campaign:
     def _loop(self, budget: float) -> None:
         opts = self.opts
         pairs = {p.id: p for p in self.pairs}
+        ranks, seen = {}, collections.Counter()
+        for p in self.pairs:  # each pair's place among its target's
+            ranks[p.id], seen[p.path] = seen[p.path], seen[p.path] + 1
         scheduler = Scheduler(self.stats, {p.id: p.mode for p in self.pairs}, budget,
-                              seed=self.state["seed"], equal=self.cfg.schedule == "equal")
+                              seed=self.state["seed"], equal=self.cfg.schedule == "equal", ranks=ranks)
         setup = self._setup()
         self.workers = [WorkerProc(i, setup, self.state_dir.root / f"worker-{i}.log", self.cfg.hang_seconds)
                         for i in range(max(1, opts.workers))]
