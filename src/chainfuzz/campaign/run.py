@@ -28,7 +28,7 @@ from ..internal.worker import kill_group
 from ..targets import load_targets
 from . import config as configuration
 from .scheduler import PairStats, Scheduler
-from .state import StateDir, finding_records, read_lines
+from .state import StateDir, finding_records, read_lines, write_json
 from .worker import OPEN_SECONDS
 
 SAVE_INTERVAL = 2.0  # seconds between state saves: what a SIGKILL can cost of the budget's count
@@ -308,6 +308,8 @@ class Campaign:
         stats = {p.id: PairStats(**state["pairs"].get(p.id, {})) for p in pairs}
         self.stats = stats
         self.known_met: set[str] = set(state.get("known_met", []))
+        self._log_cache: dict = {"offsets": {}, "found": {}}  # the findings log read so far (`_logged`)
+        self._announced: set[str] = set()  # signatures said on the progress stream
         self._t0, self._spent0 = time.monotonic(), state["elapsed"]
         interrupted = False
         old = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -350,8 +352,6 @@ class Campaign:
                  "inputs": str(self.state_dir.inputs.resolve()),
                  "property_dirs": list(self.cfg.property_dirs)}
         path = self.state_dir.root / "worker-setup.json"
-        from .state import write_json
-
         write_json(path, setup)
         return path
 
@@ -369,7 +369,6 @@ class Campaign:
         sel = selectors.DefaultSelector()
         last_save = last_sample = 0.0
         interval = max(1.0, budget / TIMELINE_POINTS)
-        slices = 0
         while True:
             left = budget - self.elapsed()
             running = {w.busy[0] for w in self.workers if w.busy}
@@ -384,7 +383,6 @@ class Campaign:
                 if choice is None:
                     continue
                 pid, seconds = choice
-                slices += 1
                 w.send({"op": "slice", "pair": asdict(pairs[pid]), "seconds": seconds,
                         "seed": (self.state["seed"] * 1000003 + w.index * 7919 + self.stats[pid].slices) % 2**32,
                         "property_dirs": list(self.cfg.property_dirs)}, pid, seconds, pairs[pid].slow_open)
@@ -500,7 +498,7 @@ class Campaign:
         """The findings logged so far, one per signature, classified: the workers' findings log
         and the atheris harnesses' event files beside it (each read on from where the last
         call stopped: a sample or a reply reads them, and a campaign logs thousands)."""
-        cache = self.__dict__.setdefault("_log_cache", {"offsets": {}, "found": {}})
+        cache = self._log_cache
         started = dt.datetime.fromisoformat(self.state["started"]).timestamp()
         for path in self.state_dir.finding_files(self.state["run"]):
             for r in finding_records(read_lines(path, cache["offsets"])):
@@ -520,14 +518,13 @@ class Campaign:
         return cache["found"]
 
     def _announce(self) -> None:
-        seen = getattr(self, "_announced", set())
+        seen = self._announced
         for f in self.findings():
             if f["signature"] not in seen:
                 seen.add(f["signature"])
                 if f["status"] != "known":
                     self._say(f"{f['status'].upper()} {f['severity']} {f['property']} on {f['target']}: "
                               f"{f['message'][:200]} ({f.get('case_file') or 'no case file'})")
-        self._announced = seen
 
     # --- state and reports ----------------------------------------------------------------
 
@@ -546,7 +543,7 @@ class Campaign:
 
     def _live_status(self, budget: float) -> dict:
         running = [w.busy[0] for w in self.workers if w.busy]
-        found = getattr(self, "_announced", set())
+        found = self._announced
         rate = sum(s.examples for s in self.stats.values()) / max(1e-9, sum(s.seconds for s in self.stats.values()))
         return {"left": max(0.0, budget - self.elapsed()), "running": running, "findings": len(found),
                 "rate": rate, "pairs": len(self.stats)}
