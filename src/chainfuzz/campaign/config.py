@@ -33,6 +33,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cases import resolve_path
 from ..errors import UsageError
 
 MODES = ("hypothesis", "atheris")
@@ -96,7 +97,7 @@ def load(path: str | Path) -> Config:
     tables = data.get("target")
     if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise UsageError(f"{path}: needs at least one [[target]] table")
-    specs = tuple(_target(t, i, where, path) for i, t in enumerate(tables, 1))
+    specs = tuple(_target(t, i, path) for i, t in enumerate(tables, 1))
     dirs = _strings(data.get("property_dirs", []), f"{path}: property_dirs")
     schedule = data.get("schedule", "adaptive")
     if schedule not in SCHEDULES:
@@ -109,7 +110,7 @@ def load(path: str | Path) -> Config:
                   float(hang))
 
 
-def _target(table: dict, index: int, where: Path, path: Path) -> TargetSpec:
+def _target(table: dict, index: int, path: Path) -> TargetSpec:
     at = f"{path}: target {index}"
     _no_unknown(table, _TARGET_KEYS, at)
     given = [s for s in _SOURCES if s in table]
@@ -121,7 +122,7 @@ def _target(table: dict, index: int, where: Path, path: Path) -> TargetSpec:
         raise UsageError(f"{at}: {source} must be a non-empty string")
     model = None
     if source == "path":
-        value = _resolve(value, where)
+        value = str(resolve_path(value, path))  # beside the file, or cache:... under the cache
         if not Path(value).exists():
             hint = " (chainfuzz model tiny builds it)" if "models/tiny" in value else ""
             raise UsageError(f"{at}: {value}: no such file or directory{hint}")
@@ -135,7 +136,7 @@ def _target(table: dict, index: int, where: Path, path: Path) -> TargetSpec:
             raise UsageError(f"{at}: url must start with http:// or https://, got {value!r}")
         if not isinstance(table.get("model"), str):
             raise UsageError(f"{at}: a url needs model = the folder of the model the server serves")
-        model = _resolve(table["model"], where)
+        model = str(resolve_path(table["model"], path))
         if not Path(model).is_dir():
             raise UsageError(f"{at}: model {model}: not a folder")
     if "model" in table and source != "url":
@@ -152,16 +153,6 @@ def _target(table: dict, index: int, where: Path, path: Path) -> TargetSpec:
         raise UsageError(f"{at}: name must be a non-empty string")
     return TargetSpec(index, source, value, tuple(patterns), tuple(engines) or ("transformers",),
                       tuple(modes), model, name)
-
-
-def _resolve(value: str, where: Path) -> str:
-    """A path relative to the campaign file, or under chainfuzz's cache with ``cache:``
-    (``cache:models/tiny-qwen2-s0``, where ``chainfuzz model tiny`` writes the tiny model)."""
-    if value.startswith("cache:"):
-        from ..corpus import cache_dir
-
-        return str(cache_dir() / value.removeprefix("cache:"))
-    return str(where / value)
 
 
 def select(patterns: tuple[str, ...], ids: list[str]) -> list[str]:
