@@ -314,6 +314,7 @@ def _cmd_fuzz(args) -> int:
 
 def _cmd_campaign(args) -> int:
     from .campaign.progress import Progress
+    from .campaign.reports import headline
     from .campaign.run import Options, campaign
 
     opts = Options(budget=args.budget, out=Path(args.out), crashes=Path(args.crashes),
@@ -323,10 +324,8 @@ def _cmd_campaign(args) -> int:
         data = campaign(args.config, opts, progress=shown.event, live=shown.status)
     finally:
         shown.close()
-    changes = data["changes"]
-    print(f"campaign {printable(data['name'])}, run {data['run']}: {len(changes['new'])} new, "
-          f"{len(changes['regressed'])} regressed, {len(changes['fixed'])} fixed, "
-          f"{changes['known']} known; reports in {printable(args.out)}")
+    print(f"campaign {printable(data['name'])}, run {data['run']}: {headline(data)}; "
+          f"reports in {printable(args.out)}")
     return data["exit_code"]
 
 

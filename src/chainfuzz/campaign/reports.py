@@ -77,7 +77,8 @@ def write_reports(data: dict, out: Path) -> dict[str, Path]:
 # Shared summaries
 
 
-def _headline(data: dict) -> str:
+def headline(data: dict) -> str:
+    """What changed since the last run, in one line: the reports' title and the CLI's last line."""
     ch = data.get("changes", {})
     parts = [f"{len(ch.get('new', []))} new", f"{len(ch.get('regressed', []))} regressed",
              f"{len(ch.get('fixed', []))} fixed", f"{ch.get('known', 0)} known"]
@@ -148,7 +149,7 @@ def markdown(data: dict) -> str:
     ch = data.get("changes", {})
     new, regressed, fixed = ch.get("new", []), ch.get("regressed", []), ch.get("fixed", [])
     lines = [f"## chainfuzz campaign {md_text(data.get('name'), 120)}, run {int(data.get('run') or 0)}: "
-             f"{_headline(data)}", ""]
+             f"{headline(data)}", ""]
     lines.append(f"Exit code {int(data.get('exit_code', 0))}"
                  + (" (interrupted)" if data.get("interrupted") else "")
                  + f"; searched {_duration(data.get('elapsed'))} of {_duration(data.get('budget'))}"
@@ -342,7 +343,7 @@ def _html_finding(f: dict, with_repro: bool) -> str:
 def _html_changes(data: dict) -> str:
     ch = data.get("changes", {})
     new, regressed, fixed = ch.get("new", []), ch.get("regressed", []), ch.get("fixed", [])
-    parts = [f"<h2 id=changes>Since the last run: {_e(_headline(data))}</h2>"]
+    parts = [f"<h2 id=changes>Since the last run: {_e(headline(data))}</h2>"]
     if not (new or regressed or fixed):
         parts.append("<p>Nothing changed since the last run.</p>")
     for title, items in (("New", new), ("Regressed", regressed)):
