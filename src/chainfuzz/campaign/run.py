@@ -384,8 +384,8 @@ class Campaign:
                     continue
                 pid, seconds = choice
                 w.send({"op": "slice", "pair": asdict(pairs[pid]), "seconds": seconds,
-                        "seed": (self.state["seed"] * 1000003 + w.index * 7919 + self.stats[pid].slices) % 2**32,
-                        "property_dirs": list(self.cfg.property_dirs)}, pid, seconds, pairs[pid].slow_open)
+                        "seed": (self.state["seed"] * 1000003 + w.index * 7919 + self.stats[pid].slices) % 2**32},
+                       pid, seconds, pairs[pid].slow_open)
                 if w.proc is not None:
                     try:
                         sel.register(w.proc.stdout, selectors.EVENT_READ, w)

@@ -61,7 +61,8 @@ class Slices:
         self.seed = setup.get("seed")
         self.database = open_database(setup.get("database"), setup.get("redis"))
         self.inputs = Path(setup["inputs"])
-        registry.load_properties(setup.get("property_dirs", ()))
+        self.property_dirs = tuple(setup.get("property_dirs", ()))
+        registry.load_properties(self.property_dirs)
         self.contexts: dict[str, Context] = {}
         self.searches: dict[str, Search] = {}
         self.slices = 0  # atheris slices run by this process
@@ -143,7 +144,7 @@ class Slices:
         self.slices += 1
         events = self.log.with_name(f"{self.log.stem}.atheris-{os.getpid()}-{self.slices}.jsonl")
         run = launch._run(pair["harness"], pair["path"], seconds, self.crashes, request.get("seed"),
-                          work, True, tuple(str(d) for d in request.get("property_dirs", ())),
+                          work, True, self.property_dirs,
                           tuple(pair["properties"]), events=events)
         return {"gain": run.gain, "seconds": run.wall, "examples": run.executions,
                 "known": sorted({f"{e['property']}\0{e['signature']}" for e in run.known}),
