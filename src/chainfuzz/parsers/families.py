@@ -1,0 +1,109 @@
+"""Which parsers serve which model family, and the tokenizer their text is tokenised with.
+
+One row per family (`FAMILIES`): the corpus templates that belong to it, the ``--parser`` specs
+its models are served with (vLLM's recipes and tool-calling docs pair tool and reasoning
+parsers with families; transformers' response template where chainfuzz ships one; llama.cpp,
+which picks its format from the template itself), and the vocabulary its tokens come from.
+
+No model hub is reachable, so the vocabulary is a corpus GGUF (llama.cpp's test vocabularies)
+with the family's own marker tokens added where the test vocabulary lacks them: llama.cpp's
+``ggml-vocab-qwen2.gguf`` has ``[PAD151657]`` where Qwen2.5 has ``<tool_call>``. The markers
+are added as single, non-special tokens (as Qwen's tokenizer_config has them), so they tokenise
+and decode as in the family's real tokenizer; their ids are appended, not the real ones, which
+no parser property depends on. A family without a vocabulary of its own in the corpus borrows
+one (``stand_in``): its plain text then splits into other tokens than the real model's, which
+the split-invariance property does not care about (it tries every grouping anyway).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    templates: tuple[str, ...]  # corpus template file names (globs, without .jinja)
+    parsers: tuple[str, ...]  # --parser specs, as the family is served
+    vocab: str  # llama.cpp's ggml-vocab-NAME.gguf
+    added: tuple[str, ...] = ()  # marker tokens the test vocabulary lacks
+    stand_in: bool = False  # the vocabulary is another family's
+    response_template: str | None = None  # chainfuzz/parsers/response_templates/NAME.json
+    template_kwargs: dict = field(default_factory=dict)
+
+
+QWEN_TOOLS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
+THINK = ("<think>", "</think>")
+
+FAMILIES: tuple[Family, ...] = (
+    Family("qwen2.5", ("Qwen-Qwen2.5-*",), ("vllm:hermes", "transformers", "llama.cpp"), "qwen2",
+           QWEN_TOOLS, response_template="qwen2.5"),
+    Family("hermes", ("NousResearch-Hermes-*",), ("vllm:hermes", "llama.cpp"), "llama-bpe",
+           QWEN_TOOLS + ("<tools>", "</tools>")),
+    Family("qwen3", ("Qwen-Qwen3-*", "Qwen-QwQ-*"), ("vllm:hermes+reasoning:qwen3", "transformers", "llama.cpp"),
+           "qwen2", QWEN_TOOLS + THINK, response_template="qwen3"),
+    Family("qwen3-coder", ("Qwen3-Coder",), ("vllm:qwen3_coder", "llama.cpp"), "qwen2", QWEN_TOOLS),
+    Family("qwen3.5", ("Qwen3.5-*",), ("vllm:qwen3_coder+reasoning:qwen3", "llama.cpp"), "qwen35",
+           QWEN_TOOLS + THINK),
+    Family("llama3", ("meta-llama-Llama-3.*",), ("vllm:llama3_json", "llama.cpp"), "llama-bpe",
+           ("<|python_tag|>", "<|eom_id|>")),
+    Family("deepseek-r1-distill", ("deepseek-ai-DeepSeek-R1-Distill-*",), ("vllm:reasoning:deepseek_r1", "llama.cpp"),
+           "qwen2", THINK),
+    Family("gemma4", ("google-gemma-4-*",), ("vllm:gemma4+reasoning:gemma4", "llama.cpp"), "gemma-4"),
+)
+
+
+def family_of(template: str | Path) -> Family | None:
+    """The family a template belongs to, by its corpus file name (None for any other)."""
+    stem = Path(template).name.removesuffix(".jinja")
+    return next((f for f in FAMILIES if any(fnmatch.fnmatchcase(stem, g) for g in f.templates)), None)
+
+
+def auto_specs(template: str | Path) -> tuple[str, ...]:
+    """``--parser auto``: the family's parsers, or `UsageError` for a template no row names."""
+    fam = family_of(template)
+    if fam is None:
+        raise UsageError(f"--parser auto: {Path(template).name} is not a template of a known family "
+                         f"({', '.join(f.name for f in FAMILIES)}); name the parser with --parser")
+    return fam.parsers
+
+
+def tokenizer_dir(fam: Family) -> Path:
+    """A folder holding the family's HF tokenizer (built once into chainfuzz's cache from the
+    corpus vocabulary, ~20 s for transformers' GGUF conversion, then reused)."""
+    from .. import corpus
+
+    key = hashlib.sha256(json.dumps([fam.vocab, fam.added]).encode()).hexdigest()[:12]
+    folder = corpus.cache_dir() / "parsers" / "tokenizers" / f"{fam.vocab}-{key}"
+    if (folder / "tokenizer.json").is_file():
+        return folder
+    from tokenizers import AddedToken
+
+    from ..tokenization.hf import from_gguf
+
+    tok = from_gguf(corpus.fetch() / "vocab" / f"ggml-vocab-{fam.vocab}.gguf").tok
+    tok.add_tokens([AddedToken(m, special=False, normalized=False) for m in fam.added if m not in tok.get_vocab()])
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + "."))
+    tok.save_pretrained(str(tmp))
+    try:
+        tmp.rename(folder)  # published whole; another process may have published it first
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def response_template(name: str) -> dict:
+    """A response template chainfuzz ships (package data), for transformers' parser."""
+    from importlib import resources
+
+    path = resources.files("chainfuzz.parsers") / "response_templates" / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8"))
