@@ -6,7 +6,8 @@ The public surface is what a property author needs, and nothing else:
   ``Unsupported``, ``each`` (run every implementation, name those failing the same way);
 - what a property receives: ``Context`` and the types it hands out (``Target``, ``Chain``,
   ``Tokenizer``, ``TokenizerCrash``, ``Engine``, ``EngineError``, ``EngineCrash``,
-  ``Completion``, ``ChatResult``, ``RenderError``);
+  ``Completion``, ``ChatResult``, ``RenderError``, and for output parsers ``Parser``,
+  ``ParserCrash``, ``ParsedMessage``, ``Delta``, ``Chunk``, ``Request``);
 - generating inputs and reading them: the ``strategies`` and ``messages`` modules, and
   ``schema`` (which inputs are standard under the OpenAI chat schema, which lenient);
 - running: ``check`` (search a path, record cases), ``replay`` (re-run one case),
@@ -52,6 +53,12 @@ _PUBLIC = {
     "Completion": "chainfuzz.engines.base:Completion",
     "ChatResult": "chainfuzz.engines.base:ChatResult",
     "RenderError": "chainfuzz.template.render:RenderError",
+    "Parser": "chainfuzz.parsers.base:Parser",
+    "ParserCrash": "chainfuzz.parsers.base:ParserCrash",
+    "ParsedMessage": "chainfuzz.parsers.base:Message",
+    "Delta": "chainfuzz.parsers.base:Delta",
+    "Chunk": "chainfuzz.parsers.base:Chunk",
+    "Request": "chainfuzz.parsers.base:Request",
     "check": "chainfuzz.checker:check",
     "replay": "chainfuzz.replayer:replay",
     "strategies": "chainfuzz.strategies",
@@ -85,6 +92,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .checker import check
     from .context import Context
     from .engines.base import ChatResult, Completion, Engine, EngineCrash, EngineError
+    from .parsers.base import Chunk, Delta, Parser, ParserCrash, Request
+    from .parsers.base import Message as ParsedMessage
     from .errors import (ChainfuzzError, Failure, PropertyFailed, Skip, TargetError, Unsupported,
                          UsageError, assume, each)
     from .registry import all_properties, property

@@ -181,7 +181,7 @@ _FIELDS = {"chainfuzz_case": (int,), "property": (str,), "target": (dict,), "inp
            "key": (str, type(None)), "status": (str,)}
 _TARGET_FIELDS = {"path": (str,), "name": (str,), "template_name": (str, type(None)),
                   "sha256": (str, type(None)), "engines": (list, type(None)),
-                  "impls": (list, type(None))}
+                  "impls": (list, type(None)), "parsers": (list, type(None))}
 
 
 def _field_problem(rec: dict) -> str:
@@ -193,7 +193,7 @@ def _field_problem(rec: dict) -> str:
                 return f'"{prefix}{name}" is a JSON {json_type(where[name])}, expected {wanted}'
     if "path" not in rec["target"]:
         return 'not a chainfuzz case (missing "target.path")'
-    for name in ("engines", "impls"):
+    for name in ("engines", "impls", "parsers"):
         if not all(isinstance(x, str) for x in rec["target"].get(name) or []):
             return f'"target.{name}" must be a list of strings'
     if rec["chainfuzz_case"] > FORMAT:

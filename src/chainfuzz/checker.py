@@ -30,13 +30,15 @@ Progress = Callable[[str], None]
 def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSettings | None = None,
           total_budget: float | None = None, crashes_dir: Path | None = Path("crashes"),
           progress: Progress | None = None, strict: bool = True,
-          engines: tuple[str, ...] = ("transformers",), shrink_until: float | None = None) -> CheckReport:
+          engines: tuple[str, ...] = ("transformers",), parsers: tuple[str, ...] = (),
+          shrink_until: float | None = None) -> CheckReport:
     """Check every target at ``path``; ``total_budget`` seconds are shared across all searches
     (`runner.run_searches`: a floor for each, the rest to those still finding something).
 
     A named property runs on the targets it applies to; with ``strict``, naming only properties
     that apply to none of them is a `UsageError`. ``engines`` are the ``--engine`` specs that
-    run a model folder's engine properties. Only the kinds the chosen properties need are
+    run a model folder's engine properties, ``parsers`` the ``--parser`` specs that read a
+    template's rendered replies back (the parser properties run only with some). Only the kinds the chosen properties need are
     opened (a model folder's engines start only for engine properties).
     """
     run = run or RunSettings()
@@ -46,7 +48,7 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     plan: list = []
     with limits.budget(total_budget, shrink_until=shrink_until):
         try:
-            plan = _plan(load_targets(path), property_ids, engines, path, strict)
+            plan = _plan(load_targets(path), property_ids, engines, parsers, path, strict)
         except limits.BudgetExhausted:
             raise ChainfuzzError(f"the budget of {total_budget:g}s ran out while loading {path}, "
                                  "before any input was checked") from None
@@ -81,14 +83,14 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     return report
 
 
-def _plan(targets, property_ids, engines, path, strict) -> list[tuple[Context, list]]:
+def _plan(targets, property_ids, engines, parsers, path, strict) -> list[tuple[Context, list]]:
     """Each target's opened context and the properties to run on it; bad input (a template
     that does not compile, a tokenizer nothing reads, an engine that cannot start) raises
     before any search, and leaves no engine running."""
     plan: list[tuple[Context, list]] = []
     try:
         for target in targets:
-            ctx = Context(target, engines=engines)
+            ctx = Context(target, engines=engines, parsers=parsers)
             props = registry.select(property_ids, ctx.kinds)
             plan.append((ctx, props))
             ctx.open({p.applies_to for p in props})

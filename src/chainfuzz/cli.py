@@ -108,6 +108,7 @@ def _property_dir_flag(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .engines import engine_help  # the engine table, without any engine's dependencies
+    from .parsers import parser_help
 
     parser = _Parser(prog="chainfuzz", epilog="exit codes: 0 no error finding, 1 error findings, "
                      "2 bad input, 3 internal error, 130 interrupted",
@@ -120,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", metavar="ENGINE", action="append", dest="engines",
                    help="an engine that runs a model folder's engine properties (repeat it to "
                         f"check several): {engine_help()}; default transformers")
+    p.add_argument("--parser", metavar="PARSER", action="append", dest="parsers",
+                   help="an output parser that reads the template's rendered replies back (repeat it "
+                        f"to check several, and to compare them): {parser_help()}")
     _search_flags(p, crashes_default="crashes")
 
     p = sub.add_parser("sweep", help="check every template (or tokenizer) of a real corpus")
@@ -269,7 +273,7 @@ def _cmd_check(args) -> int:
     _limit_memory(args, args.path)
     result = check(args.path, property_ids=args.properties, run=_run_settings(args),
                    total_budget=args.budget, crashes_dir=Path(args.crashes), progress=_progress,
-                   engines=tuple(args.engines or ("transformers",)))
+                   engines=tuple(args.engines or ("transformers",)), parsers=tuple(args.parsers or ()))
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:
@@ -376,6 +380,8 @@ def _check_flags(args) -> None:
             raise UsageError(f"--{flag}: an empty path (it would write into the current folder)")
     for spec in getattr(args, "engines", None) or ():
         _check_engine(spec)
+    for spec in getattr(args, "parsers", None) or ():
+        _check_parser(spec)
     for flag in ("json", "markdown"):
         path = getattr(args, flag, None)
         if path and (Path(path).is_dir() or not Path(path).resolve().parent.is_dir()):
@@ -406,6 +412,14 @@ def _check_engine(spec: str) -> None:
             host = None
         if not host:
             raise UsageError(f"--engine {spec}: a server URL needs a host, as in {row}://HOST:PORT/v1")
+
+
+def _check_parser(spec: str) -> None:
+    """``--parser SPEC`` names a row of the parser table (or ``auto``), before any target loads."""
+    from .parsers import AVAILABLE_PARSERS, parser_help, parser_row
+
+    if spec != "auto" and parser_row(spec) not in AVAILABLE_PARSERS:
+        raise UsageError(f"--parser {spec}: unknown parser (known: {parser_help()})")
 
 
 def _json(doc: dict) -> str:

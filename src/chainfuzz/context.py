@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 
 from .errors import Skip, UsageError
-from .kinds import kind
+from .kinds import kind, recognised
 from .kinds import names as kind_names
 from .targets import Target
 from . import strategies as _strategies
@@ -23,9 +23,11 @@ class Context:
     its tokenizer implementations, loaded on first use."""
 
     def __init__(self, target: Target, *, time_limit: float = DEFAULT_TIME_LIMIT,
-                 max_output: int = DEFAULT_MAX_OUTPUT, engines: tuple[str, ...] = ("transformers",)) -> None:
+                 max_output: int = DEFAULT_MAX_OUTPUT, engines: tuple[str, ...] = ("transformers",),
+                 parsers: tuple[str, ...] = ()) -> None:
         self.target = target
         self.engine_specs = tuple(engines)
+        self.parser_specs = tuple(parsers)  # ``--parser`` specs; "auto" is the family's
         self.renderer = Renderer(target, time_limit=time_limit, max_output=max_output)
         self._last: tuple | None = None  # (messages, tools, flag, now, output or RenderError)
 
@@ -175,8 +177,9 @@ class Context:
     @cached_property
     def kinds(self) -> set[str]:
         """The kinds of property that can run: the target's kinds (`Target.kinds`) that are
-        usable here (`chainfuzz.kinds.Kind.usable`)."""
-        return {k for k in self.target.kinds if kind(k).usable(self)}
+        usable here (`chainfuzz.kinds.Kind.usable`), and the kinds run on request (parsers) when
+        the run names their implementations."""
+        return {k for k in recognised(self.target, on_request=True) if kind(k).usable(self)}
 
     def kind_rows(self) -> list:
         """The `chainfuzz.kinds.Kind` of each kind in `kinds`, in table order."""
@@ -198,7 +201,7 @@ class Context:
     @property
     def unavailable(self) -> dict[str, str]:
         """Implementations that cannot run on this target, and why (every kind's)."""
-        return {i: why for k in self.target.kinds for i, why in kind(k).not_run(self).items()}
+        return {i: why for k in self.target.kinds | self.kinds for i, why in kind(k).not_run(self).items()}
 
     @property
     def tokenizers(self) -> list:
@@ -247,10 +250,130 @@ class Context:
             raise
         return engines
 
+    @cached_property
+    def parser_family(self):
+        """The template's model family in the parser table (`chainfuzz.parsers.families`), or None."""
+        from .parsers.families import family_of
+
+        return family_of(self.target.path) if self.target.source is not None else None
+
+    @cached_property
+    def parser_setup(self):
+        """What opening a parser needs from the target (`chainfuzz.parsers.ParserSetup`): the
+        model folder's tokenizer, else the family's (built once from the corpus vocabulary)."""
+        from .parsers import ParserSetup
+        from .parsers.families import response_template, tokenizer_dir
+
+        fam = self.parser_family
+        folder = None
+        if self.target.tokenizer is not None and self.target.tokenizer.format == "hf":
+            folder = Path(self.target.tokenizer.path)
+        elif fam is not None:
+            folder = tokenizer_dir(fam)
+        return ParserSetup(tokenizer_dir=folder, template_source=self.target.source,
+                           template_path=Path(self.target.path),
+                           response_template=response_template(fam.response_template)
+                           if fam is not None and fam.response_template else None)
+
+    @cached_property
+    def parsers(self) -> list:
+        """The output parsers of the run (``parser_specs``, ``auto`` expanded to the family's).
+        A parser named outright that cannot run here is a `UsageError`; one ``auto`` picked
+        is left out and listed in `parsers_unavailable`."""
+        from .parsers import ParserCrash, open_parser
+        from .parsers.families import auto_specs
+
+        if not self.parser_specs:
+            raise Skip("no --parser named")
+        self.parsers_unavailable = {}
+        opened: list = []
+        try:
+            for spec in self.parser_specs:
+                auto = spec == "auto"
+                for one in auto_specs(self.target.path) if auto else (spec,):
+                    try:
+                        opened.append(open_parser(one, self.parser_setup))
+                    except (ImportError, ParserCrash, UsageError) as exc:
+                        if not auto:
+                            raise UsageError(f"parser {one!r} cannot run here: {exc}") from None
+                        self.parsers_unavailable[one] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        except BaseException:
+            for parser in opened:
+                parser.close()
+            raise
+        if not opened:
+            raise UsageError(f"no parser of {', '.join(self.parser_specs)} runs here: "
+                             + "; ".join(f"{k}: {v}" for k, v in self.parsers_unavailable.items()))
+        return opened
+
+    parsers_unavailable: dict[str, str] = {}
+
+    @cached_property
+    def parser_tokenizer(self):
+        """The tokenizer the parsers' text is tokenised with (`chainfuzz.tokenization.hf.HFTokenizer`)."""
+        from .tokenization.hf import from_pretrained
+
+        if self.parser_setup.tokenizer_dir is None:
+            raise UsageError(f"{self.target.name}: parsers need the model's tokenizer, and this template is "
+                             "neither in a model folder nor of a family the parser table knows")
+        return from_pretrained(self.parser_setup.tokenizer_dir)
+
+    def generation(self, message: dict, tools: list | None = None, *, question: str = "What now?"):
+        """``message`` as the model would have generated it (`chainfuzz.parsers.base.Generation`):
+        a user ``question`` rendered with the generation prompt is the prompt; the same
+        conversation with ``message`` as the assistant's reply, rendered, holds the prompt and
+        then the reply, whose text before the turn's closers (the end-of-turn token a server
+        stops on and strips, an EOS after it) and the whitespace between them is what the
+        model generated. Skips an input the template refuses,
+        or whose reply the template writes into a history differently from a generation (the
+        rendering does not start with the prompt: DeepSeek-R1 drops the reasoning of past turns)."""
+        from .parsers.base import Generation, Request
+
+        user = {"role": "user", "content": question}
+        prompt = self.render_or_skip([user], tools=tools, add_generation_prompt=True)
+        full = self.render_or_skip([user, message], tools=tools)
+        if not full.startswith(prompt):
+            raise Skip("the template writes a past reply differently from a generated one")
+        text, before = full[len(prompt):], None
+        while text != before:  # the turn's closers and what the template writes after them
+            before, text = text, text.rstrip()
+            text = next((text[:-len(c)] for c in self.turn_closers if text.endswith(c)), text)
+        ids = self.parser_tokenizer.encode(prompt)
+        return Generation(prompt, text, Request(tools=tools, prompt=prompt, prompt_ids=ids))
+
+    @cached_property
+    def turn_closers(self) -> tuple[str, ...]:
+        """The strings that end an assistant turn: the template's turn closers and its EOS."""
+        closers = {c for t in self.turn_markers for c in (t.closer, *t.alternatives) if c}
+        if eos := self.target.special_tokens.get("eos_token"):
+            closers.add(eos)
+        return tuple(sorted(closers, key=len, reverse=True))
+
+    def stream_chunks(self, text: str, grouping: dict) -> list:
+        """``text`` as a server streams it (`chainfuzz.parsers.Chunk`s): tokenised by the
+        parsers' tokenizer, its ids grouped into deltas as ``grouping`` says
+        (`strategies.cuts`), each delta's text decoded by ``tokenizers``' ``DecodeStream``
+        (vLLM's detokenizer, which holds back an incomplete character). Skips a text the
+        tokenizer does not give back unchanged (a tokenizer property's finding, not a parser's)."""
+        from .parsers.base import Chunk
+        from .tokenization.stream import decode_stream
+
+        tok = self.parser_tokenizer
+        ids = tok.encode(text)
+        if tok.decode(ids) != text:
+            raise Skip("the tokenizer does not give the text back unchanged")
+        groups = _strategies.group_tokens(ids, grouping)
+        deltas = decode_stream(tok.backend, groups)
+        if "".join(deltas) != text:
+            raise Skip("the streaming detokenizer does not give the text back unchanged")
+        return [Chunk(d, tuple(g)) for d, g in zip(deltas, groups)]
+
     def close(self) -> None:
-        """Stop the engines' worker processes, if any were started."""
+        """Stop the engines' and parsers' worker processes, if any were started."""
         for engine in self.__dict__.pop("engines", []):
             engine.close()
+        for parser in self.__dict__.pop("parsers", []):
+            parser.close()
 
     @cached_property
     def prompt_chain(self):

@@ -1,4 +1,4 @@
-"""Target kinds: what "template", "tokenizer", "chain" and "engine" mean, in one table.
+"""Target kinds: what "template", "tokenizer", "chain", "engine" and "parser" mean, in one table.
 
 A property applies to one kind. Each row of `AVAILABLE_KINDS` names a `Kind` in the package of
 its layer, which says everything the rest of chainfuzz needs to know about that kind:
@@ -31,6 +31,7 @@ AVAILABLE_KINDS = LazyTable("target kind", {
     "tokenizer": "chainfuzz.tokenization.kind:TokenizerKind",
     "chain": "chainfuzz.tokenization.kind:ChainKind",
     "engine": "chainfuzz.engines.kind:EngineKind",
+    "parser": "chainfuzz.parsers.kind:ParserKind",
 }, group="chainfuzz.kinds")
 
 # Recorded in every case file, whatever its kind.
@@ -44,6 +45,10 @@ class Kind:
     name: str = ""
     label: str = ""  # what the report calls the implementations that ran ("" for none)
     json_key: str = ""  # where the --json report lists them
+    # Its properties run only when the command names its implementations (``--parser``): a
+    # target's own kinds (`Target.kinds`, its case files' fingerprint) leave it out, and a
+    # `Context` adds it when the run names some.
+    on_request: bool = False
 
     def recognises(self, target: Target) -> bool:
         """Whether ``target`` has this kind (from what it holds; nothing is loaded)."""
@@ -87,9 +92,10 @@ def names() -> list[str]:
     return AVAILABLE_KINDS.names()
 
 
-def recognised(target: Target) -> list[str]:
-    """The kinds ``target`` has, in table order."""
-    return [name for name in names() if kind(name).recognises(target)]
+def recognised(target: Target, *, on_request: bool = False) -> list[str]:
+    """The kinds ``target`` has, in table order; with ``on_request``, also those whose
+    properties run only when the command names their implementations (``--parser``)."""
+    return [name for name in names() if kind(name).recognises(target) and (on_request or not kind(name).on_request)]
 
 
 def core_versions() -> dict[str, str]:

@@ -49,7 +49,8 @@ def _replay(path: Path, rec: dict, seen: list[Touch]) -> Outcome:
         return Outcome(path, prop.id, "missing", f"target {where} is not on this machine", touches=seen)
     target = load_target(where, rec["target"].get("template_name"))
     changed = target.sha256 != rec["target"].get("sha256")
-    ctx = Context(target, engines=tuple(rec["target"].get("engines") or ("transformers",)))
+    ctx = Context(target, engines=tuple(rec["target"].get("engines") or ("transformers",)),
+                  parsers=tuple(rec["target"].get("parsers") or ()))
     try:
         if absent := kind(prop.applies_to).missing(ctx, rec["target"]):
             return Outcome(path, prop.id, "missing", absent, changed, touches=seen)

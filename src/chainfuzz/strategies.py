@@ -504,3 +504,72 @@ def split(ids: list[int], sizes: list[int]) -> list[list[int]]:
         steps.append(ids[i:i + n])
         i, k = i + n, k + 1
     return steps
+
+
+# --- model output, for the parser properties ---------------------------------------------
+
+_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"), (list, "array"),
+               (dict, "object"), (type(None), "null"))
+
+
+def _json_type(value) -> str:
+    return next(name for t, name in _JSON_TYPES if isinstance(value, t))
+
+
+def tool_schema_for(name: str, args: dict) -> dict:
+    """A function tool whose parameters have the types of ``args``: parsers that convert
+    values by the tool's schema (Qwen3-Coder's XML) then convert them back to the same JSON."""
+    return {"type": "function", "function": {
+        "name": name, "description": f"Calls {name}.",
+        "parameters": {"type": "object", "properties": {k: {"type": _json_type(v)} for k, v in args.items()},
+                       "required": list(args)}}}
+
+
+def reply_text(markers: Sequence[str] = ()) -> st.SearchStrategy[str]:
+    """Text a model writes in a reply: ASCII first, then mixed scripts, unicode edges (multi-byte
+    characters that tokens split), JSON punctuation and (last, so shrinking drops them) the
+    template's markers and fragments of them."""
+    atoms = [plain_text(1), st.sampled_from(MIXED_SCRIPTS), st.sampled_from(UNICODE_EDGES),
+             st.sampled_from(('{"', '"}', '\\"', "\\n", "[", "]", ", ", ": ")), st.text(max_size=6)]
+    if markers:
+        atoms.append(marker_fragments(markers))
+    return st.lists(st.one_of(atoms), min_size=1, max_size=4).map("".join)
+
+
+@st.composite
+def assistant_replies(draw, markers: Sequence[str] = (), *, reasoning: bool = True, max_calls: int = 3) -> dict:
+    """A reply a model could generate, in the OpenAI message shape: content, reasoning, 0 to
+    ``max_calls`` tool calls (distinct generated names, arguments as objects, as servers hand
+    them to templates), and ``tools`` declaring each called function with its arguments' types.
+    Returns ``{"message": ..., "tools": [...]}``."""
+    txt = reply_text(markers)
+    message: dict = {"role": "assistant", "content": draw(st.one_of(txt, st.just("")))}
+    if reasoning and draw(st.booleans()):
+        message["reasoning_content"] = draw(txt)
+    names = draw(st.lists(st.one_of(st.sampled_from(["get_weather", "search", "f"]), identifiers),
+                          max_size=max_calls, unique=True))
+    calls, tools = [], []
+    for name in names:
+        args = draw(st.dictionaries(identifiers, json_values(txt), max_size=3))
+        calls.append({"id": draw(call_ids), "type": "function", "function": {"name": name, "arguments": args}})
+        tools.append(tool_schema_for(name, args))
+    if calls:
+        message["tool_calls"] = calls
+    return {"message": message, "tools": tools or None}
+
+
+def cuts(max_tokens: int = 512) -> st.SearchStrategy[dict]:
+    """How a stream groups a text's tokens into deltas: ``{"every": True}`` (one token per delta),
+    or the token positions where a new delta starts (none: the whole text in one delta). A
+    failure shrinks to the fewest cuts; positions past the text's end are ignored."""
+    return st.one_of(st.fixed_dictionaries({"at": st.lists(st.integers(1, max_tokens), max_size=12, unique=True)
+                                            .map(sorted)}),
+                     st.just({"every": True}))
+
+
+def group_tokens(ids: list[int], grouping: dict) -> list[list[int]]:
+    """``ids`` in the deltas ``grouping`` (from `cuts`) says."""
+    if grouping.get("every"):
+        return [[i] for i in ids]
+    bounds = [0, *(c for c in grouping.get("at", ()) if 0 < c < len(ids)), len(ids)]
+    return [ids[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]

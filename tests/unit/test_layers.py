@@ -16,7 +16,7 @@ TIERS = [
      "chainfuzz.internal.lazy", "chainfuzz.internal.gguf_kv", "chainfuzz.internal.worker",
      "chainfuzz.internal.reduce", "chainfuzz.internal"],
     ["chainfuzz.kinds", "chainfuzz.registry"],
-    ["chainfuzz.template", "chainfuzz.tokenization", "chainfuzz.engines", "chainfuzz.chain",
+    ["chainfuzz.template", "chainfuzz.tokenization", "chainfuzz.engines", "chainfuzz.parsers", "chainfuzz.chain",
      "chainfuzz.targets", "chainfuzz.corpus"],
     ["chainfuzz.context", "chainfuzz.internal.runner", "chainfuzz.cases", "chainfuzz.report"],
     ["chainfuzz.checker", "chainfuzz.replayer", "chainfuzz.sweep", "chainfuzz.fuzz", "chainfuzz.campaign"],

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from chainfuzz.context import Context
 from chainfuzz.engines import AVAILABLE_ENGINES, Engine, open_engine
 from chainfuzz.errors import UsageError
 from chainfuzz.kinds import AVAILABLE_KINDS, Kind, kind, recognised
@@ -54,7 +55,10 @@ def test_lone_files_are_recognised_by_the_format_table(tmp_path, name, fmt):
     assert lone_file_format(tmp_path / name) == fmt
 
 
-def test_a_template_target_has_the_template_kind_only(write_template, sources):
+def test_a_template_target_has_the_template_kind_and_the_parser_kind_on_request(write_template, sources):
     target = load_target(write_template("t.jinja", sources.clean))
     assert recognised(target) == ["template"] and target.kinds == {"template"}
+    assert recognised(target, on_request=True) == ["template", "parser"]
+    assert Context(target).kinds == {"template"}  # parser properties run only with --parser
+    assert Context(target, parsers=("transformers",)).kinds == {"template", "parser"}
     assert kind("template").recognises(target) and not kind("chain").recognises(target)

@@ -94,6 +94,16 @@ class Request:
 
 
 @dataclass
+class Generation:
+    """A reply as the model generated it (`chainfuzz.Context.generation`): the rendered
+    ``prompt``, the generated ``text`` after it, and the `Request` a parser is given."""
+
+    prompt: str
+    text: str
+    request: Request
+
+
+@dataclass
 class ParserSetup:
     """What opening a parser may need from the target: a folder holding the model's HF
     tokenizer (``tokenizer.json``, ``tokenizer_config.json``), the chat template's source and
