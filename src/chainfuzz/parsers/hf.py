@@ -53,10 +53,13 @@ def _read_json(path: Path, what: str) -> dict:
 
 def _template_of(spec: str, setup: ParserSetup) -> dict:
     """The response template ``spec`` names: ``transformers`` (the setup's, else the tokenizer
-    folder's tokenizer_config.json), ``transformers:FAMILY`` (a shipped one) or
+    folder's tokenizer_config.json), ``transformers:FAMILY`` (a shipped one),
+    ``transformers:serve:MODEL_TYPE`` (transformers serve's own fallback) or
     ``transformers:PATH.json`` (a file)."""
     row, _, arg = spec.partition(":")
     builtins = builtin_templates()
+    if arg.startswith("serve:"):
+        return _serve_fallback(spec, arg[len("serve:"):])
     if arg.endswith(".json"):
         return _read_json(Path(arg), "--parser transformers: response template")
     if arg:
@@ -73,7 +76,22 @@ def _template_of(spec: str, setup: ParserSetup) -> dict:
             return template
     where = f"{config} has none" if config is not None else "no tokenizer folder"
     raise UsageError(f"--parser {row}: no response template for this target ({where}); name one: "
-                     f"transformers:FAMILY ({', '.join(sorted(builtins))}) or transformers:PATH.json")
+                     f"transformers:FAMILY ({', '.join(sorted(builtins))}), transformers:serve:MODEL_TYPE "
+                     "or transformers:PATH.json")
+
+
+def _serve_fallback(spec: str, model_type: str) -> dict:
+    """The response template ``transformers serve`` falls back to for a model of ``model_type``
+    whose tokenizer has none (its ``_RESPONSE_TEMPLATE_FALLBACKS``): what it parses Qwen and
+    Gemma 4 output with unless the model ships a template."""
+    from transformers.cli.serving.utils import _RESPONSE_TEMPLATE_FALLBACKS
+
+    for model_types, template in _RESPONSE_TEMPLATE_FALLBACKS.items():
+        if model_type in model_types:
+            return template
+    known = sorted(t for model_types in _RESPONSE_TEMPLATE_FALLBACKS for t in model_types)
+    raise UsageError(f"--parser {spec}: transformers serve has no response template for model type "
+                     f"{model_type!r}; known: {', '.join(known)}")
 
 
 class _Tokenizer:

@@ -180,6 +180,7 @@ def test_the_response_template_comes_from_the_setup_or_the_tokenizer_folder(tmp_
     ("transformers", "empty-folder", "tokenizer_config.json has none"),
     ("transformers:nope", ParserSetup(), "known: hermes, llama3_json, qwen3"),
     ("transformers:missing.json", ParserSetup(), "missing.json"),
+    ("transformers:serve:llama", ParserSetup(), "known: gemma4, qwen2"),
     ("transformers:bad.json", ParserSetup(), "bad response template"),
     ("transformers:list.json", ParserSetup(), "not a JSON object"),
 ])
@@ -252,3 +253,22 @@ def test_a_delimiter_ending_in_an_optional_group_streams_differently(close, diff
     assert parser.parse(text, request).content == "C"
     streamed = fold(parser.stream([Chunk(ch) for ch in text], request))["content"]
     assert (streamed != "C") == differs
+
+
+def test_transformers_serve_fallback_streams_whitespace_its_parse_strips():
+    """``transformers:serve:qwen3`` is the template transformers serve parses a Qwen3 model's
+    output with when the model ships none. Its text fields strip their value, while the
+    stream forwards the raw chunks: streamed reasoning and content keep the newlines around
+    them that the whole parse removes. The twin, chainfuzz's ``qwen3`` template (no strip,
+    delimiters that consume the newlines), streams what it parses."""
+    text = '<think>\nThe user wants the weather.\n</think>\n\nLet me look.\n<tool_call>\n' \
+           '{"name": "search", "arguments": {"q": "x"}}\n</tool_call>'
+    request = Request(tools=TOOLS, prompt="<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n")
+    for spec, differs in (("transformers:serve:qwen3", True), ("transformers:qwen3", False)):
+        parser = open_parser(spec, ParserSetup())
+        parsed = parser.parse(text, request)
+        assert (parsed.reasoning, parsed.content) == ("The user wants the weather.", "Let me look.")
+        streamed = fold(parser.stream([Chunk(text)], request))
+        assert (streamed != as_folded(parsed)) == differs
+        if differs:
+            assert (streamed["reasoning"], streamed["content"]) == ("\nThe user wants the weather.\n", "\n\nLet me look.")
