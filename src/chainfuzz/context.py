@@ -262,18 +262,15 @@ class Context:
         """What opening a parser needs from the target (`chainfuzz.parsers.ParserSetup`): the
         model folder's tokenizer, else the family's (built once from the corpus vocabulary)."""
         from .parsers import ParserSetup
-        from .parsers.families import response_template, tokenizer_dir
+        from .parsers.families import tokenizer_dir
 
-        fam = self.parser_family
         folder = None
         if self.target.tokenizer is not None and self.target.tokenizer.format == "hf":
             folder = Path(self.target.tokenizer.path)
-        elif fam is not None:
-            folder = tokenizer_dir(fam)
+        elif self.parser_family is not None:
+            folder = tokenizer_dir(self.parser_family)
         return ParserSetup(tokenizer_dir=folder, template_source=self.target.source,
-                           template_path=Path(self.target.path),
-                           response_template=response_template(fam.response_template)
-                           if fam is not None and fam.response_template else None)
+                           template_path=Path(self.target.path))
 
     @cached_property
     def parsers(self) -> list:

@@ -106,13 +106,12 @@ class Generation:
 @dataclass
 class ParserSetup:
     """What opening a parser may need from the target: a folder holding the model's HF
-    tokenizer (``tokenizer.json``, ``tokenizer_config.json``), the chat template's source and
-    path, and the family's response template (a dict, for transformers)."""
+    tokenizer (``tokenizer.json``, ``tokenizer_config.json``, where a model's response template
+    also lives), the chat template's source and path."""
 
     tokenizer_dir: Path | None = None
     template_source: str | None = None
     template_path: Path | None = None
-    response_template: dict | None = None
 
 
 class Parser:

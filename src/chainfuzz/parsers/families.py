@@ -2,8 +2,9 @@
 
 One row per family (`FAMILIES`): the corpus templates that belong to it, the ``--parser`` specs
 its models are served with (vLLM's recipes and tool-calling docs pair tool and reasoning
-parsers with families; transformers' response template where chainfuzz ships one; llama.cpp,
-which picks its format from the template itself), and the vocabulary its tokens come from.
+parsers with families; transformers serve's own response template where it has one for the
+family, else one chainfuzz ships; llama.cpp, which picks its format from the template itself),
+and the vocabulary its tokens come from.
 
 No model hub is reachable, so the vocabulary is a corpus GGUF (llama.cpp's test vocabularies)
 with the family's own marker tokens added where the test vocabulary lacks them: llama.cpp's
@@ -22,7 +23,7 @@ import hashlib
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
@@ -36,28 +37,27 @@ class Family:
     vocab: str  # llama.cpp's ggml-vocab-NAME.gguf
     added: tuple[str, ...] = ()  # marker tokens the test vocabulary lacks
     stand_in: bool = False  # the vocabulary is another family's
-    response_template: str | None = None  # chainfuzz/parsers/response_templates/NAME.json
-    template_kwargs: dict = field(default_factory=dict)
 
 
 QWEN_TOOLS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
 THINK = ("<think>", "</think>")
 
 FAMILIES: tuple[Family, ...] = (
-    Family("qwen2.5", ("Qwen-Qwen2.5-*",), ("vllm:hermes", "transformers", "llama.cpp"), "qwen2",
-           QWEN_TOOLS, response_template="qwen2.5"),
-    Family("hermes", ("NousResearch-Hermes-*",), ("vllm:hermes", "llama.cpp"), "llama-bpe",
+    Family("qwen2.5", ("Qwen-Qwen2.5-*",), ("vllm:hermes", "transformers:serve:qwen2", "llama.cpp"), "qwen2",
+           QWEN_TOOLS),
+    Family("hermes", ("NousResearch-Hermes-*",), ("vllm:hermes", "transformers:hermes", "llama.cpp"), "llama-bpe",
            QWEN_TOOLS + ("<tools>", "</tools>")),
-    Family("qwen3", ("Qwen-Qwen3-*", "Qwen-QwQ-*"), ("vllm:hermes+reasoning:qwen3", "transformers", "llama.cpp"),
-           "qwen2", QWEN_TOOLS + THINK, response_template="qwen3"),
+    Family("qwen3", ("Qwen-Qwen3-*", "Qwen-QwQ-*"),
+           ("vllm:hermes+reasoning:qwen3", "transformers:serve:qwen3", "llama.cpp"), "qwen2", QWEN_TOOLS + THINK),
     Family("qwen3-coder", ("Qwen3-Coder",), ("vllm:qwen3_coder", "llama.cpp"), "qwen2", QWEN_TOOLS),
-    Family("qwen3.5", ("Qwen3.5-*",), ("vllm:qwen3_coder+reasoning:qwen3", "llama.cpp"), "qwen35",
-           QWEN_TOOLS + THINK),
-    Family("llama3", ("meta-llama-Llama-3.*",), ("vllm:llama3_json", "llama.cpp"), "llama-bpe",
-           ("<|python_tag|>", "<|eom_id|>")),
+    Family("qwen3.5", ("Qwen3.5-*",), ("vllm:qwen3_coder+reasoning:qwen3", "transformers:serve:qwen3_5", "llama.cpp"),
+           "qwen35", QWEN_TOOLS + THINK),
+    Family("llama3", ("meta-llama-Llama-3.*",), ("vllm:llama3_json", "transformers:llama3_json", "llama.cpp"),
+           "llama-bpe", ("<|python_tag|>", "<|eom_id|>")),
     Family("deepseek-r1-distill", ("deepseek-ai-DeepSeek-R1-Distill-*",), ("vllm:reasoning:deepseek_r1", "llama.cpp"),
            "qwen2", THINK),
-    Family("gemma4", ("google-gemma-4-*",), ("vllm:gemma4+reasoning:gemma4", "llama.cpp"), "gemma-4"),
+    Family("gemma4", ("google-gemma-4-*",), ("vllm:gemma4+reasoning:gemma4", "transformers:serve:gemma4", "llama.cpp"),
+           "gemma-4"),
 )
 
 
@@ -100,10 +100,3 @@ def tokenizer_dir(fam: Family) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
-
-def response_template(name: str) -> dict:
-    """A response template chainfuzz ships (package data), for transformers' parser."""
-    from importlib import resources
-
-    path = resources.files("chainfuzz.parsers") / "response_templates" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -52,8 +52,8 @@ def _read_json(path: Path, what: str) -> dict:
 
 
 def _template_of(spec: str, setup: ParserSetup) -> dict:
-    """The response template ``spec`` names: ``transformers`` (the setup's, else the tokenizer
-    folder's tokenizer_config.json), ``transformers:FAMILY`` (a shipped one),
+    """The response template ``spec`` names: ``transformers`` (the tokenizer folder's
+    tokenizer_config.json), ``transformers:FAMILY`` (a shipped one),
     ``transformers:serve:MODEL_TYPE`` (transformers serve's own fallback) or
     ``transformers:PATH.json`` (a file)."""
     row, _, arg = spec.partition(":")
@@ -67,8 +67,6 @@ def _template_of(spec: str, setup: ParserSetup) -> dict:
             raise UsageError(f"--parser {spec}: no response template named {arg!r}; "
                              f"known: {', '.join(sorted(builtins))}, or a PATH.json")
         return load_builtin(arg)
-    if setup.response_template is not None:
-        return setup.response_template
     config = setup.tokenizer_dir / "tokenizer_config.json" if setup.tokenizer_dir else None
     if config is not None and files.is_regular(config):
         template = _read_json(config, "--parser transformers:").get("response_template")
