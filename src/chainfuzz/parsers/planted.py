@@ -32,12 +32,15 @@ def _marker_in_content(deltas: list[Delta], chunks: list[Chunk]) -> list[Delta]:
 
 
 def _cut_multibyte(deltas: list[Delta]) -> list[Delta]:
-    """An arguments fragment ends at its first multi-byte character (a detokenizer's held-back
-    byte taken for the end of the fragment)."""
+    """An arguments fragment ends at its first multi-byte character, or at the ``\\u`` escape
+    that spells one in JSON (a detokenizer's held-back byte taken for the end of the text)."""
     def cut(text: str | None) -> str | None:
         if text is None:
             return None
-        return next((text[:i] for i, ch in enumerate(text) if len(ch.encode("utf-8")) > 1), text)
+        ends = [i for i, ch in enumerate(text) if len(ch.encode("utf-8")) > 1]
+        if "\\u" in text:
+            ends.append(text.index("\\u"))
+        return text[:min(ends)] if ends else text
 
     return [replace(d, tool_calls=[replace(t, arguments=cut(t.arguments)) for t in d.tool_calls]) for d in deltas]
 
