@@ -32,7 +32,10 @@ class Failure(AssertionError):
     ``key`` names the kind of defect in a way that is stable across inputs and versions (no
     offsets, no generated text); it feeds the de-duplication signature. ``severity`` overrides
     the property's default, e.g. a whitespace-only difference is a warning where a dropped
-    message is an error.
+    message is an error. ``lenient`` names a rule of the property's own by which the input
+    is one no implementation can be held to (a reply that spells its format's markers): the
+    runner treats it as a lenient input (`chainfuzz.schema`), so a finding only such inputs
+    reach is a warning keyed ``lenient[rule]:...``, and shrinking may leave it but not enter it.
     """
 
     def __init__(
@@ -44,6 +47,7 @@ class Failure(AssertionError):
         expected: object = None,
         severity: str | None = None,
         rendered: str | None = None,
+        lenient: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -52,6 +56,7 @@ class Failure(AssertionError):
         self.expected = expected
         self.severity = severity
         self.rendered = rendered
+        self.lenient = lenient
         self.case: dict | None = None  # filled in by the runner with the (shrunk) input
 
 

@@ -97,7 +97,7 @@ def _outcome(path: Path, prop, ctx: Context, rec: dict, changed: bool, seen: lis
     try:
         prop.check(ctx, rec["input"])
     except Failure as f:
-        key = schema.finding_key(f.key, rec["input"])  # as the search recorded it
+        key = schema.finding_key(f.key, rec["input"], f)  # as the search recorded it
         status = "fails" if cases.same_key(rec.get("key"), key) else "fails-differently"
         return Outcome(path, prop.id, status, f.message, changed, seen)
     except UnsatisfiedAssumption as skip:  # chainfuzz.Skip, or Hypothesis' own assume/reject

@@ -103,13 +103,16 @@ def deviations(case: dict) -> list[tuple[int, Rule]]:
             for rule in RULES if rule.deviates(msg)]
 
 
-def nonstandard(case: dict) -> tuple[str, ...]:
-    """The names of the rules ``case`` breaks, sorted; empty when it is standard."""
-    return tuple(sorted({rule.name for _, rule in deviations(case)}))
+def nonstandard(case: dict, failure=None) -> tuple[str, ...]:
+    """The names of the rules ``case`` breaks, sorted; empty when it is standard. With the
+    ``failure`` a property raised on it, also the property's own rule (`Failure.lenient`: an
+    input no implementation can be held to, such as a reply spelling its format's markers)."""
+    own = getattr(failure, "lenient", None)
+    return tuple(sorted({rule.name for _, rule in deviations(case)} | ({own} if own else set())))
 
 
-def is_standard(case: dict) -> bool:
-    return not deviations(case)
+def is_standard(case: dict, failure=None) -> bool:
+    return not nonstandard(case, failure)
 
 
 def standard_forms(case: dict) -> Iterator[dict]:
@@ -137,10 +140,11 @@ _LENIENT = re.compile(r"^lenient\[[a-z_,]+\]:")
 _SITE = re.compile(r"^([^:@]*)@[^:]*")
 
 
-def finding_key(key: str, case: dict) -> str:
+def finding_key(key: str, case: dict, failure=None) -> str:
     """The key a failure of ``key`` on ``case`` is recorded under: the property's own key on a
-    standard input, marked ``lenient[rules]:`` on a lenient one, so the two are told apart."""
-    names = nonstandard(case)
+    standard input, marked ``lenient[rules]:`` on a lenient one (the failure's own rule
+    counts, `nonstandard`), so the two are told apart."""
+    names = nonstandard(case, failure)
     return f"lenient[{','.join(names)}]:{key}" if names else key
 
 

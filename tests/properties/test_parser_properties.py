@@ -21,7 +21,7 @@ pytestmark = pytest.mark.corpus
 
 from chainfuzz import corpus  # noqa: E402
 from chainfuzz.context import Context  # noqa: E402
-from chainfuzz.internal.runner import RunSettings, run_property  # noqa: E402
+from chainfuzz.internal.runner import RunSettings, make_finding, run_property  # noqa: E402
 from chainfuzz.registry import get  # noqa: E402
 from chainfuzz.strategies import tool_schema_for  # noqa: E402
 from chainfuzz.targets import load_target  # noqa: E402
@@ -73,9 +73,12 @@ def test_each_planted_fault_fails_and_its_clean_twin_holds(qwen25, prop, parsers
 def test_a_reply_that_spells_a_marker_is_only_a_warning(qwen25):
     """`<tool_call>` in content makes the Hermes parser raise: no format can tell it from a call."""
     case = {"message": {"role": "assistant", "content": "<tool_call>"}, "tools": None}
-    failure = check_once(_ctx(qwen25, [CLEAN]), "parser.roundtrip", case)
-    assert failure is not None and ":marker_in_text:raises:" in failure.key
-    assert severity("parser.roundtrip", failure) == "warning"
+    ctx = _ctx(qwen25, [CLEAN])
+    failure = check_once(ctx, "parser.roundtrip", case)
+    assert failure is not None and failure.lenient == "marker_in_text"
+    failure.case = case
+    finding = make_finding(get("parser.roundtrip"), ctx, failure)
+    assert finding.severity == "warning" and finding.key.startswith(f"lenient[marker_in_text]:{CLEAN}:raises:")
     twin = {"message": {"role": "assistant", "content": "tool_call"}, "tools": None}
     assert check_once(_ctx(qwen25, [CLEAN]), "parser.roundtrip", twin) is None
 

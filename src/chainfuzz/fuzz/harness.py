@@ -202,7 +202,7 @@ class Fuzzer:
             prop.check(ctx, case)
         except Failure as f:
             if shrinking is not None:  # keep shrinking this defect only, on standard inputs if it was
-                standard = schema.is_standard(case)
+                standard = schema.is_standard(case, f)
                 if (index, f.key) != shrinking["defect"] or (shrinking["standard"] and not standard):
                     reject()
                 shrinking["standard"] = standard  # once on a standard input, it stays on one
@@ -211,7 +211,7 @@ class Fuzzer:
                 raise
             # Keyed as it would be recorded (`schema.finding_key`): a defect met on lenient
             # inputs only is met again, as an error, on a standard one.
-            key = schema.finding_key(f.key, case)
+            key = schema.finding_key(f.key, case, f)
             sig = signature(prop.id, ctx.target.name, key)
             if sig in self.seen:  # a defect met before is not a finding again
                 return
@@ -302,7 +302,7 @@ class Fuzzer:
     def _shrink(self, index: int, failure: Failure, until: float) -> Failure:
         """Hypothesis' shrink of the input ``fuzz_one_input`` just saved, same key only."""
         self._shrinking = {"defect": (index, failure.key), "until": until, "failure": failure,
-                           "standard": schema.is_standard(failure.case)}
+                           "standard": schema.is_standard(failure.case, failure)}
         cut = False
         try:
             self.test()

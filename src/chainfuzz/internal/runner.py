@@ -278,11 +278,11 @@ class Search:
             if self.memory is not None:
                 self.memory.save_interesting(prop.id, kept)
 
-    def _is_known(self, prop: Property, key: str, case: dict) -> bool:
-        known = self.known[prop.id]
+    def _is_known(self, prop: Property, failure: Failure, case: dict) -> bool:
+        known, key = self.known[prop.id], failure.key
         if key not in known and self.run.known and signature(prop.id, self.ctx.target.name, key) in self.run.known:
             known.add(key)
-        return key in known or (key in self.known_lenient[prop.id] and not schema.is_standard(case))
+        return key in known or (key in self.known_lenient[prop.id] and not schema.is_standard(case, failure))
 
     def _retire(self, prop: Property) -> None:
         if prop in self.active:
@@ -299,7 +299,7 @@ class Search:
             try:
                 prop.check(self.ctx, case)
             except Failure as f:
-                if self._is_known(prop, f.key, case):
+                if self._is_known(prop, f, case):
                     self._observe(prop, f"known:{f.key}", case)
                     continue
                 f.case = copy_json(case)
@@ -327,7 +327,7 @@ class Search:
     def _record(self, prop: Property, failure: Failure) -> None:
         finding = make_finding(prop, self.ctx, failure, reproduced=recheck(prop, self.ctx, failure))
         result = self.results[prop.id]
-        if schema.is_standard(failure.case):
+        if schema.is_standard(failure.case, failure):
             self.known[prop.id].add(failure.key)
             # The same defect found on lenient inputs first: this error replaces that warning.
             lenient = self.known_lenient[prop.id].pop(failure.key, None)
@@ -459,7 +459,7 @@ class Search:
                 try:
                     target.check(ctx, case)
                 except Failure as f:
-                    standard = schema.is_standard(case)
+                    standard = schema.is_standard(case, f)
                     if f.key != state["failure"].key or (state["standard"] and not standard):
                         reject()
                     state["standard"] = standard  # once on a standard input, it stays on one
@@ -479,13 +479,13 @@ class Search:
                 try:
                     prop.check(ctx, case)
                 except Failure as f:
-                    if self._is_known(prop, f.key, case):
+                    if self._is_known(prop, f, case):
                         checked = True
                         self._observe(prop, f"known:{f.key}", case)
                         continue
                     self._observe(prop, f"new:{f.key}", case)
                     state["prop"] = prop
-                    state["standard"] = schema.is_standard(case)
+                    state["standard"] = schema.is_standard(case, f)
                     state["stop"] = self._shrinks.enter_context(limits.shrinking(run.shrink_seconds))
                     f.case = copy_json(case)
                     f._chainfuzz_property = prop
@@ -643,11 +643,11 @@ def reduce_failure(prop: Property, ctx, failure: Failure, until: float, *, hypot
         if time.monotonic() > until:
             late[0] = True
             return False
-        if schema.is_standard(best.case) and not schema.is_standard(case):
-            return False  # once on a standard input, the reproducer stays on one
         try:
             prop.check(ctx, case)
         except Failure as f:
+            if schema.is_standard(best.case, best) and not schema.is_standard(case, f):
+                return False  # once on a standard input, the reproducer stays on one
             if f.key == failure.key:
                 f.case = copy.deepcopy(case)
                 best = f
@@ -704,11 +704,12 @@ def make_finding(prop: Property, ctx, failure: Failure, *, reproduced: bool = Tr
     if not reproduced:
         message += " (intermittent: the same input did not fail this way when checked again)"
     severity = failure.severity or prop.severity
-    lenient = schema.nonstandard(failure.case)
+    lenient = schema.nonstandard(failure.case, failure)
     if lenient:  # no standard input showed it: a warning that names the non-standard field
         severity = "warning"
-        message += f" (only with non-standard input: {schema.describe(lenient)})"
-    key = schema.finding_key(failure.key, failure.case)
+        if described := schema.describe(lenient):  # a property's own rule says why in its message
+            message += f" (only with non-standard input: {described})"
+    key = schema.finding_key(failure.key, failure.case, failure)
     return Finding(
         property=prop.id,
         severity=severity,

@@ -10,7 +10,7 @@ Comparisons ignore whitespace around content and reasoning (templates trim, pars
 a design choice either way) and compare arguments as JSON values (key order and spacing are
 the parser's). A reply that spells one of the template's markers inside its own text is
 ambiguous to any parser (the format has no escape for it): what only such replies reach is a
-warning keyed ``marker_in_text:...``, never an error.
+warning keyed ``lenient[marker_in_text]:...``, never an error (`chainfuzz.Failure.lenient`).
 """
 
 from __future__ import annotations
@@ -113,10 +113,13 @@ def _spells_marker(ctx, case: dict) -> bool:
 
 
 def _fail(ctx, case: dict, parser, key: str, message: str, **kw) -> None:
-    """Raise the finding, a warning when the reply spells a marker."""
+    """Raise the finding; on a reply that spells a marker, one only such replies may reach:
+    a warning keyed ``lenient[marker_in_text]:...``, which shrinking may leave for a reply
+    without markers, where it becomes the error it is (`Failure.lenient`)."""
     if _spells_marker(ctx, case):
-        raise Failure(f"{parser.name}: {message} (the reply spells a marker of the template)",
-                      key=f"{parser.name}:marker_in_text:{key}", severity="warning", **kw)
+        raise Failure(f"{parser.name}: {message} (the reply spells a marker of the template, which no "
+                      "parser can tell from the format's own)", key=f"{parser.name}:{key}",
+                      lenient="marker_in_text", **kw)
     raise Failure(f"{parser.name}: {message}", key=f"{parser.name}:{key}", **kw)
 
 
