@@ -195,6 +195,24 @@ def test_close_leaves_no_process(qwen_tokenizer):
         os.kill(pid, 0)
 
 
+def test_a_parser_that_raises_is_a_crash_and_the_worker_lives_on(qwen_tokenizer, hermes):
+    """vLLM's ``openai`` tool parser is a stub outside the Harmony path (a gpt-oss model's
+    config): on any other model it raises on every text, as ``vllm serve`` answers 500."""
+    parser = open_parser("vllm:openai", ParserSetup(tokenizer_dir=qwen_tokenizer[0]))
+    try:
+        pid = parser.pid
+        for call in (lambda: parser.parse(ONE_CALL, Request(tools=TOOLS)),
+                     lambda: parser.stream(one_chunk(qwen_tokenizer[1], ONE_CALL), Request(tools=TOOLS))):
+            with pytest.raises(ParserCrash) as err:
+                call()
+            assert str(err.value).startswith("NotImplementedError: GptOssToolParser is a stub")
+            assert "\n" not in str(err.value)
+        assert parser.pid == pid
+    finally:
+        parser.close()
+    assert len(hermes.parse(ONE_CALL, Request(tools=TOOLS)).tool_calls) == 1  # its clean twin
+
+
 def test_a_killed_worker_is_a_crash_and_the_next_call_starts_a_fresh_one(hermes):
     pid = hermes.pid
     os.kill(pid, signal.SIGKILL)
