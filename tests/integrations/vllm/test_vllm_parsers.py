@@ -22,7 +22,7 @@ pytestmark = [
                        "or set CHAINFUZZ_VLLM_PYTHON to a Python that has vllm"),
 ]
 
-from chainfuzz.errors import UsageError  # noqa: E402
+from chainfuzz.errors import Unsupported, UsageError  # noqa: E402
 from chainfuzz.parsers import Chunk, Delta, Message, ParserCrash, ParserSetup, Request, open_parser  # noqa: E402
 
 MARKERS = ["<tool_call>", "</tool_call>", "<think>", "</think>"]
@@ -154,6 +154,16 @@ def test_qwen3_without_a_think_block_is_all_content(qwen3):
     text = "Just an answer."
     message = qwen3.parse(text, Request(tools=TOOLS, template_kwargs={"enable_thinking": False}))
     assert (message.content, message.reasoning, message.tool_calls) == (text, None, [])
+
+
+def test_a_request_vllm_refuses_is_unsupported_not_a_crash(hermes):
+    """vLLM's request model refuses a tool without a function (the server's 400): no parser
+    ran, so it is no finding for the parser; the worker goes on."""
+    pid = hermes.pid
+    with pytest.raises(Unsupported, match="request model refuses"):
+        hermes.parse(ONE_CALL, Request(tools=[{"type": "function"}]))
+    assert hermes.pid == pid
+    assert len(hermes.parse(ONE_CALL, Request(tools=TOOLS)).tool_calls) == 1
 
 
 def test_a_bad_spec_is_one_usage_error_line(qwen_tokenizer):
