@@ -24,8 +24,8 @@ from ..internal.worker import Worker
 from .base import Chunk, Delta, Message, Parser, ParserCrash, ParserSetup, Request, ToolCall, ToolCallDelta
 
 WORKER = Path(__file__).with_name("_vllm_parser_worker.py")
-# The worker is ready in 8-12 s on a 2-core machine (importing vLLM: 7 s, the tokenizer: 3 s);
-# a parse takes milliseconds. A worker past these is hung (a parser's regular expression that
+# The worker is ready in 8-19 s on a 2-core machine (importing vLLM ~7 s, then the tokenizer:
+# 3 s for Qwen's, 10 s for gemma-4's); a parse takes 0.5-3 ms. A worker past these is hung (a parser's regular expression that
 # backtracks without end, say): a crash for the text that did it.
 STARTUP_TIMEOUT = 180.0
 CALL_TIMEOUT = 60.0
