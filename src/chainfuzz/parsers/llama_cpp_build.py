@@ -3,14 +3,17 @@
 The program (``llama_cpp_parse.cpp``, package data) is compiled with llama.cpp's ``common/``
 chat sources only, linked against the ``libllama``/``libggml`` that the installed
 llama-cpp-python wheel ships (for the few symbols ``common/`` takes from them), and cached
-under ``chainfuzz.corpus.cache_dir()`` keyed by the sdist's version and a hash of the program,
-this recipe and the library folder: a second run, or a second process, reuses it.
+under ``chainfuzz.corpus.cache_dir()`` in two steps: ``common/``'s objects (the slow part, ~2
+minutes), keyed by the sdist's version and the recipe, then the program, keyed by those, the
+program's source and the library folder (seconds). A second run, or a second process, reuses
+both; a changed program recompiles only itself.
 ``chainfuzz fetch llama.cpp-parser`` builds it ahead (``make test`` does); otherwise the first
 use builds it, saying so in one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -70,15 +73,33 @@ def library_dir() -> Path:
     return lib
 
 
-def program_dir() -> Path:
-    """The cache folder this program source, recipe and library folder build into."""
-    from ..corpus import CORPORA, cache_dir
+def _version_tag() -> str:
+    from ..corpus import CORPORA
 
-    version = CORPORA[CORPUS].requirement.split("==")[1]
-    recipe = hashlib.sha256()
-    for part in (PROGRAM_SOURCE.read_bytes(), Path(__file__).read_bytes(), str(library_dir()).encode()):
-        recipe.update(hashlib.sha256(part).digest())
-    return cache_dir() / "llama.cpp-parser" / f"{version}-{recipe.hexdigest()[:16]}"
+    return CORPORA[CORPUS].requirement.split("==")[1]
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(hashlib.sha256(part).digest())
+    return h.hexdigest()[:16]
+
+
+def common_dir() -> Path:
+    """The cache folder of ``common/``'s objects, the extracted headers and the server code."""
+    from ..corpus import cache_dir
+
+    recipe = json.dumps([MEMBERS, COMMON_SOURCES, WHOLE_FOLDERS, CXXFLAGS, SERVER_FUNCTIONS, compiler()])
+    return cache_dir() / "llama.cpp-parser" / f"common-{_version_tag()}-{_digest(recipe.encode())}"
+
+
+def program_dir() -> Path:
+    """The cache folder this program source, ``common/`` build and library folder build into."""
+    from ..corpus import cache_dir
+
+    key = _digest(PROGRAM_SOURCE.read_bytes(), common_dir().name.encode(), str(library_dir()).encode())
+    return cache_dir() / "llama.cpp-parser" / f"{_version_tag()}-{key}"
 
 
 def program_path(*, quiet: bool = False) -> Path:
@@ -86,8 +107,8 @@ def program_path(*, quiet: bool = False) -> Path:
     folder = program_dir()
     if not (folder / PROGRAM_NAME).exists():
         if not quiet:
-            print(f"building llama.cpp's parser from source into {folder} (once, a few minutes) ...",
-                  file=sys.stderr)
+            slow = "" if (common_dir() / "version.json").exists() else " (once, a few minutes)"
+            print(f"building llama.cpp's parser from source into {folder}{slow} ...", file=sys.stderr)
         build(folder)
     return folder / PROGRAM_NAME
 
@@ -103,50 +124,76 @@ def versions(folder: Path) -> dict[str, str]:
 
 
 def build(folder: Path | None = None) -> Path:
-    """Compile the program into ``folder`` (default `program_dir`) and return the folder. It
-    is built in a temporary folder beside it and renamed into place, so that a process never
-    sees half a build and two builds at once both succeed."""
-    from ..corpus import download
-
+    """Compile the program into ``folder`` (default `program_dir`), and ``common/`` first
+    unless cached; returns the folder."""
     cxx, lib = compiler(), library_dir()
     folder = folder or program_dir()
     if (folder / PROGRAM_NAME).exists():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    archive = download(CORPUS)
-    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".build-") as tmp:
-        work = Path(tmp)
-        src = work / "llama.cpp"
-        changelog = _extract(archive, src)
-        (work / "server_state.inc").write_text(_server_functions(src), encoding="utf-8")
-        includes = [f"-I{work}", f"-I{src / 'common'}", f"-I{src / 'include'}", f"-I{src / 'ggml/include'}",
-                    f"-I{src / 'vendor'}"]
-        sources = [src / "common" / s for s in COMMON_SOURCES]
-        sources += sorted(p for d in WHOLE_FOLDERS for p in (src / "common" / d).glob("*.cpp"))
-        sources.append(PROGRAM_SOURCE)
-        objects = [work / "obj" / f"{i}.o" for i in range(len(sources))]
-        (work / "obj").mkdir()
-        jobs = max(1, os.cpu_count() or 1)
-        with ThreadPoolExecutor(jobs) as pool:
-            results = list(pool.map(lambda so: _run([cxx, *CXXFLAGS, *includes, "-c", str(so[0]), "-o", str(so[1])]),
-                                    zip(sources, objects)))
-        for failure in results:
-            if failure:
-                raise ImportError(f"building llama.cpp's parser failed: {failure}", name="llama.cpp-parser")
-        out = work / "out"
-        out.mkdir()
-        failure = _run([cxx, "-pthread", "-o", str(out / PROGRAM_NAME), *map(str, objects),
+    common = build_common()
+    with _staging(folder) as out:
+        failure = _run([cxx, *CXXFLAGS, *_includes(common), "-c", str(PROGRAM_SOURCE), "-o", str(out / "main.o")])
+        if failure:
+            raise ImportError(f"building llama.cpp's parser failed: {failure}", name="llama.cpp-parser")
+        objects = sorted(map(str, (common / "obj").glob("*.o")))
+        failure = _run([cxx, "-pthread", "-o", str(out / PROGRAM_NAME), str(out / "main.o"), *objects,
                         "-Wl,--gc-sections", "-Wl,--as-needed", f"-L{lib}", "-lllama", "-lggml", "-lggml-base",
                         f"-Wl,-rpath,{lib}"])
         if failure:
             raise ImportError(f"linking llama.cpp's parser failed: {failure}", name="llama.cpp-parser")
-        (out / "version.json").write_text(json.dumps(_version(src, archive, changelog), indent=1) + "\n", encoding="utf-8")
+        (out / "main.o").unlink()
+        shutil.copy(common / "version.json", out / "version.json")
+    return folder
+
+
+def build_common(folder: Path | None = None) -> Path:
+    """Extract what the program needs from the sdist and compile ``common/``'s chat sources
+    into ``folder`` (default `common_dir`), unless done; returns the folder."""
+    from ..corpus import download
+
+    cxx = compiler()
+    folder = folder or common_dir()
+    if (folder / "version.json").exists():
+        return folder
+    archive = download(CORPUS)
+    with _staging(folder) as out:
+        src = out / "llama.cpp"
+        changelog = _extract(archive, src)
+        (out / "server_state.inc").write_text(_server_functions(src), encoding="utf-8")
+        sources = [src / "common" / s for s in COMMON_SOURCES]
+        sources += sorted(p for d in WHOLE_FOLDERS for p in (src / "common" / d).glob("*.cpp"))
+        (out / "obj").mkdir()
+        objects = [out / "obj" / f"{i:02d}-{p.stem}.o" for i, p in enumerate(sources)]
+        with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+            failures = list(pool.map(lambda so: _run([cxx, *CXXFLAGS, *_includes(out), "-c", str(so[0]), "-o",
+                                                      str(so[1])]), zip(sources, objects)))
+        if failure := next((f for f in failures if f), None):
+            raise ImportError(f"building llama.cpp's common/ failed: {failure}", name="llama.cpp-parser")
+        (out / "version.json").write_text(json.dumps(_version(src, archive, changelog), indent=1) + "\n",
+                                          encoding="utf-8")
+    return folder
+
+
+def _includes(common: Path) -> list[str]:
+    src = common / "llama.cpp"
+    return [f"-I{common}", f"-I{src / 'common'}", f"-I{src / 'include'}", f"-I{src / 'ggml/include'}",
+            f"-I{src / 'vendor'}"]
+
+
+@contextlib.contextmanager
+def _staging(folder: Path):
+    """A temporary folder beside ``folder`` to build in, renamed to ``folder`` when the build
+    succeeds: no process sees half a build, and of two builds at once the first rename wins."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".build-") as tmp:
+        out = Path(tmp) / "out"
+        out.mkdir()
+        yield out
         try:
             out.rename(folder)
         except OSError:  # another process built it first
-            if not (folder / PROGRAM_NAME).exists():
+            if not folder.exists():
                 raise
-    return folder
 
 
 def _run(argv: list[str]) -> str:
