@@ -90,7 +90,7 @@ def common_dir() -> Path:
     """The cache folder of ``common/``'s objects, the extracted headers and the server code."""
     from ..corpus import cache_dir
 
-    recipe = json.dumps([MEMBERS, COMMON_SOURCES, WHOLE_FOLDERS, CXXFLAGS, SERVER_FUNCTIONS, compiler()])
+    recipe = json.dumps([MEMBERS, COMMON_SOURCES, WHOLE_FOLDERS, CXXFLAGS, SERVER_FUNCTIONS])
     return cache_dir() / "llama.cpp-parser" / f"common-{_version_tag()}-{_digest(recipe.encode())}"
 
 
@@ -106,6 +106,7 @@ def program_path(*, quiet: bool = False) -> Path:
     """The built program, building it first if the cache lacks it (one line on stderr)."""
     folder = program_dir()
     if not (folder / PROGRAM_NAME).exists():
+        compiler()  # no compiler: ImportError before saying that it builds
         if not quiet:
             slow = "" if (common_dir() / "version.json").exists() else " (once, a few minutes)"
             print(f"building llama.cpp's parser from source into {folder}{slow} ...", file=sys.stderr)

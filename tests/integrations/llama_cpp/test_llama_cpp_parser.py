@@ -182,3 +182,13 @@ def test_fetch_builds_it_through_the_cli(cli):
     need_program("g++")
     result = cli("fetch", "llama.cpp-parser")
     assert result.rc == 0 and f"built in {llama_cpp_build.program_dir()}" in result.out
+
+
+def test_without_a_compiler_the_parser_is_unavailable(tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("CHAINFUZZ_CACHE", str(tmp_path / "cache"))  # nothing built there
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CXX", raising=False)
+    with pytest.raises(ImportError, match="needs a C.. compiler"):
+        open_parser("llama.cpp", ParserSetup(template_source="{{ messages }}"))
+    result = cli("fetch", "llama.cpp-parser")
+    assert result.rc == 2 and len(result.err_lines) == 1 and "needs a C++ compiler" in result.err
