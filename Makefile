@@ -21,6 +21,7 @@ sweep: $(STAMP)
 test: $(FULL) $(VLLM_STAMP)
 	$(BIN)/chainfuzz fetch llama.cpp
 	$(BIN)/chainfuzz fetch mistral
+	$(BIN)/chainfuzz fetch llama.cpp-parser
 	$(BIN)/chainfuzz model tiny
 	$(BIN)/python -m pytest -q
 

