@@ -340,10 +340,13 @@ class Context:
 
     @cached_property
     def turn_closers(self) -> tuple[str, ...]:
-        """The strings that end an assistant turn: the template's turn closers and its EOS."""
+        """The strings that end an assistant turn: the template's turn closers, its EOS, and
+        the EOS its family's templates write themselves (`chainfuzz.parsers.families.Family.eos`)."""
         closers = {c for t in self.turn_markers for c in (t.closer, *t.alternatives) if c}
         if eos := self.target.special_tokens.get("eos_token"):
             closers.add(eos)
+        if self.parser_family is not None and self.parser_family.eos:
+            closers.add(self.parser_family.eos)
         return tuple(sorted(closers, key=len, reverse=True))
 
     def stream_chunks(self, text: str, grouping: dict) -> list:

@@ -37,27 +37,56 @@ class Family:
     vocab: str  # llama.cpp's ggml-vocab-NAME.gguf
     added: tuple[str, ...] = ()  # marker tokens the test vocabulary lacks
     stand_in: bool = False  # the vocabulary is another family's
+    eos: str = ""  # the end-of-sequence text a template writes itself (a server stops on it)
 
 
 QWEN_TOOLS = ("<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>")
 THINK = ("<think>", "</think>")
+ARG_TAGS = ("<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>")
+DEEPSEEK_END = "<｜end▁of▁sentence｜>"
 
+# Families whose templates write a past reply differently from a generated one (DeepSeek-R1's
+# distills and gemma-4 drop past reasoning; the generation prompt opens it) have no row: the
+# round trip cannot be built from their templates (`Context.generation` skips every reply).
 FAMILIES: tuple[Family, ...] = (
     Family("qwen2.5", ("Qwen-Qwen2.5-*",), ("vllm:hermes", "transformers:serve:qwen2", "llama.cpp"), "qwen2",
            QWEN_TOOLS),
     Family("hermes", ("NousResearch-Hermes-*",), ("vllm:hermes", "transformers:hermes", "llama.cpp"), "llama-bpe",
            QWEN_TOOLS + ("<tools>", "</tools>")),
-    Family("qwen3", ("Qwen-Qwen3-*", "Qwen-QwQ-*"),
-           ("vllm:hermes+reasoning:qwen3", "transformers:serve:qwen3", "llama.cpp"), "qwen2", QWEN_TOOLS + THINK),
+    Family("qwen3", ("Qwen-Qwen3-*",), ("vllm:hermes+reasoning:qwen3", "transformers:serve:qwen3", "llama.cpp"),
+           "qwen2", QWEN_TOOLS + THINK),
     Family("qwen3-coder", ("Qwen3-Coder",), ("vllm:qwen3_coder", "llama.cpp"), "qwen2", QWEN_TOOLS),
     Family("qwen3.5", ("Qwen3.5-*",), ("vllm:qwen3_coder+reasoning:qwen3", "transformers:serve:qwen3_5", "llama.cpp"),
            "qwen35", QWEN_TOOLS + THINK),
     Family("llama3", ("meta-llama-Llama-3.*",), ("vllm:llama3_json", "transformers:llama3_json", "llama.cpp"),
            "llama-bpe", ("<|python_tag|>", "<|eom_id|>")),
-    Family("deepseek-r1-distill", ("deepseek-ai-DeepSeek-R1-Distill-*",), ("vllm:reasoning:deepseek_r1", "llama.cpp"),
-           "qwen2", THINK),
-    Family("gemma4", ("google-gemma-4-*",), ("vllm:gemma4+reasoning:gemma4", "transformers:serve:gemma4", "llama.cpp"),
-           "gemma-4"),
+    Family("granite4", ("ibm-granite-granite-4.*",), ("vllm:granite4", "llama.cpp"), "qwen2", QWEN_TOOLS,
+           stand_in=True),
+    Family("glm4.6", ("GLM-4.6",), ("vllm:glm45+reasoning:glm45", "llama.cpp"), "qwen2",
+           ("<tool_call>", "</tool_call>", *ARG_TAGS, *THINK), stand_in=True),
+    Family("glm4.7", ("GLM-4.7-*",), ("vllm:glm47+reasoning:glm47", "llama.cpp"), "qwen2",
+           ("<tool_call>", "</tool_call>", *ARG_TAGS, *THINK), stand_in=True),
+    Family("kimi-k2", ("moonshotai-Kimi-K2",), ("vllm:kimi_k2", "llama.cpp"), "qwen2",
+           ("<|tool_calls_section_begin|>", "<|tool_calls_section_end|>", "<|tool_call_begin|>",
+            "<|tool_call_end|>", "<|tool_call_argument_begin|>"), stand_in=True),
+    Family("deepseek-v3.1", ("deepseek-ai-DeepSeek-V3.1",), ("vllm:deepseek_v31", "llama.cpp"), "qwen2",
+           ("<｜tool▁calls▁begin｜>", "<｜tool▁calls▁end｜>", "<｜tool▁call▁begin｜>", "<｜tool▁call▁end｜>",
+            "<｜tool▁sep｜>", DEEPSEEK_END), stand_in=True, eos=DEEPSEEK_END),
+    Family("deepseek-v4", ("deepseek-ai-DeepSeek-V4*",), ("vllm:deepseek_v4+reasoning:deepseek_v4", "llama.cpp"),
+           "qwen2", ("<｜DSML｜", DEEPSEEK_END, *THINK), stand_in=True, eos=DEEPSEEK_END),
+    Family("minimax-m2", ("MiniMax-M2",), ("vllm:minimax_m2+reasoning:minimax_m2_append_think", "llama.cpp"),
+           "qwen2", ("<minimax:tool_call>", "</minimax:tool_call>", *THINK, "[e~["), stand_in=True, eos="[e~["),
+    Family("seed-oss", ("ByteDance-Seed-OSS",), ("vllm:seed_oss+reasoning:seed_oss", "llama.cpp"), "qwen2",
+           ("<seed:tool_call>", "</seed:tool_call>", "<seed:think>", "</seed:think>", "<seed:eos>"),
+           stand_in=True),
+    Family("step3.5", ("StepFun3.5-*",), ("vllm:step3p5+reasoning:step3p5", "llama.cpp"), "qwen2",
+           QWEN_TOOLS + THINK, stand_in=True),
+    Family("nemotron3", ("NVIDIA-Nemotron-3-*",), ("vllm:qwen3_coder+reasoning:nemotron_v3", "llama.cpp"), "qwen2",
+           QWEN_TOOLS + THINK, stand_in=True),
+    Family("ling3", ("inclusionai-ling-3.*",), ("vllm:ling3+reasoning:ling3", "llama.cpp"), "qwen2",
+           ("<tool_call>", "</tool_call>", *ARG_TAGS, *THINK), stand_in=True),
+    Family("lfm2", ("LFM2.5-8B-*",), ("vllm:lfm2", "llama.cpp"), "qwen2",
+           ("<|tool_call_start|>", "<|tool_call_end|>", *THINK), stand_in=True),
 )
 
 

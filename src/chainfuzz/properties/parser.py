@@ -139,6 +139,13 @@ def _stream(ctx, case, parser, chunks, request):
               f"raises while streaming: {exc}", observed=str(exc), expected=[c.text for c in chunks])
 
 
+def _generation(ctx, case: dict):
+    """The reply as generated (`Context.generation`). Calls in a reply to a request that
+    offered no tools are not parsed by servers (vLLM returns them as content): not an input."""
+    assume(case["tools"] or not case["message"].get("tool_calls"), "tool calls, but no tools offered")
+    return ctx.generation(case["message"], case["tools"])
+
+
 def _expected(ctx, case: dict, gen) -> tuple[dict, tuple[str, ...]]:
     """What the reply says, and the fields the template wrote into the text: a field whose
     removal does not change the rendering (Llama 3.1 drops content beside a tool call) is not
@@ -189,7 +196,7 @@ def roundtrip(ctx, case):
     and parsed back from the generated part gives the reply: the same content and reasoning,
     and the same tool calls in order, arguments equal as JSON. Only what the template writes
     is compared."""
-    gen = ctx.generation(case["message"], case["tools"])
+    gen = _generation(ctx, case)
     want, fields = _expected(ctx, case, gen)
 
     def check_one(parser):
@@ -206,7 +213,7 @@ def stream_split_invariant(ctx, case):
     grouping of tokens into deltas (one delta, one token each, several tokens a delta, cuts
     inside multi-byte characters and inside markers), gives the same final content,
     reasoning and tool calls as the whole text parsed at once."""
-    gen = ctx.generation(case["message"], case["tools"])
+    gen = _generation(ctx, case)
     chunks = ctx.stream_chunks(gen.text, case["grouping"])
 
     def check_one(parser):
@@ -225,7 +232,7 @@ def delta_protocol(ctx, case):
     before its arguments; indices start at 0 and each new call takes the next one; the
     arguments of each call join into valid JSON by the end; no marker of the template reaches
     content or reasoning unless the reply wrote it; text held back is flushed by the end."""
-    gen = ctx.generation(case["message"], case["tools"])
+    gen = _generation(ctx, case)
     chunks = ctx.stream_chunks(gen.text, case["grouping"])
     msg = case["message"]
 
@@ -283,7 +290,7 @@ def impls_agree(ctx, case):
     """The parser implementations of the run (vLLM, transformers, llama.cpp) parse the same
     generated text to the same message."""
     assume(len({p.implementation for p in ctx.parsers}) > 1, "one parser implementation only")
-    gen = ctx.generation(case["message"], case["tools"])
+    gen = _generation(ctx, case)
     ref = ctx.parsers[0]
     want = _parsed(_parse(ctx, case, ref, gen.text, gen.request))
 
