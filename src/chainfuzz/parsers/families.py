@@ -106,26 +106,43 @@ def auto_specs(template: str | Path) -> tuple[str, ...]:
 
 
 def tokenizer_dir(fam: Family) -> Path:
-    """A folder holding the family's HF tokenizer (built once into chainfuzz's cache from the
-    corpus vocabulary, ~20 s for transformers' GGUF conversion, then reused)."""
-    from .. import corpus
+    """A folder holding the family's HF tokenizer: its vocabulary (converted from the corpus
+    GGUF once, ~20 s for transformers' GGUF conversion, and kept) with its markers added
+    (a second), both built into chainfuzz's cache once and reused."""
+    from tokenizers import AddedToken
+    from transformers import AutoTokenizer
+
+    def build():
+        tok = AutoTokenizer.from_pretrained(str(_vocab_dir(fam.vocab)))
+        tok.add_tokens([AddedToken(m, special=False, normalized=False) for m in fam.added if m not in tok.get_vocab()])
+        return tok
 
     key = hashlib.sha256(json.dumps([fam.vocab, fam.added]).encode()).hexdigest()[:12]
-    folder = corpus.cache_dir() / "parsers" / "tokenizers" / f"{fam.vocab}-{key}"
-    if (folder / "tokenizer.json").is_file():
-        return folder
-    from tokenizers import AddedToken
+    return _cached(f"{fam.vocab}-{key}", build)
 
+
+def _vocab_dir(vocab: str) -> Path:
+    """The corpus vocabulary ``vocab`` converted to an HF tokenizer folder, once."""
+    from .. import corpus
     from ..tokenization.hf import from_gguf
 
-    tok = from_gguf(corpus.fetch() / "vocab" / f"ggml-vocab-{fam.vocab}.gguf").tok
-    tok.add_tokens([AddedToken(m, special=False, normalized=False) for m in fam.added if m not in tok.get_vocab()])
+    return _cached(f"{vocab}-base", lambda: from_gguf(corpus.fetch() / "vocab" / f"ggml-vocab-{vocab}.gguf").tok)
+
+
+def _cached(name: str, build) -> Path:
+    """``cache/parsers/tokenizers/NAME``: the tokenizer ``build()`` returns, saved whole (a
+    temporary folder renamed into place: another process may publish it first)."""
+    from .. import corpus
+
+    folder = corpus.cache_dir() / "parsers" / "tokenizers" / name
+    if (folder / "tokenizer.json").is_file():
+        return folder
+    tok = build()
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=folder.name + "."))
     tok.save_pretrained(str(tmp))
     try:
-        tmp.rename(folder)  # published whole; another process may have published it first
+        tmp.rename(folder)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
-
