@@ -122,6 +122,9 @@ class Parser:
     name: str = "parser"
     implementation: str = "parser"
     packages: tuple[str, ...] = ()  # whose versions a case file records
+    # Whether it is configured to split reasoning from content (vLLM without a reasoning
+    # parser, a response template without a thinking field: reasoning stays content by design).
+    splits_reasoning: bool = True
 
     @classmethod
     def from_spec(cls, spec: str, setup: ParserSetup) -> "Parser":

@@ -74,7 +74,7 @@ FAMILIES: tuple[Family, ...] = (
             "<｜tool▁sep｜>", DEEPSEEK_END), stand_in=True, eos=DEEPSEEK_END),
     Family("deepseek-v4", ("deepseek-ai-DeepSeek-V4*",), ("vllm:deepseek_v4+reasoning:deepseek_v4", "llama.cpp"),
            "qwen2", ("<｜DSML｜", DEEPSEEK_END, *THINK), stand_in=True, eos=DEEPSEEK_END),
-    Family("minimax-m2", ("MiniMax-M2",), ("vllm:minimax_m2+reasoning:minimax_m2_append_think", "llama.cpp"),
+    Family("minimax-m2", ("MiniMax-M2",), ("vllm:minimax_m2+reasoning:minimax_m2", "llama.cpp"),
            "qwen2", ("<minimax:tool_call>", "</minimax:tool_call>", *THINK, "[e~["), stand_in=True, eos="[e~["),
     Family("seed-oss", ("ByteDance-Seed-OSS",), ("vllm:seed_oss+reasoning:seed_oss", "llama.cpp"), "qwen2",
            ("<seed:tool_call>", "</seed:tool_call>", "<seed:think>", "</seed:think>", "<seed:eos>"),

@@ -129,6 +129,7 @@ class TransformersParser(Parser):
             raise UsageError(f"--parser {name}: bad response template: {' '.join(str(exc).split())}") from None
         self.name = name
         self.time_limit = time_limit
+        self.splits_reasoning = bool({"thinking", "reasoning_content"} & set(self.template.fields))
 
     def parse(self, text: str, request: Request) -> Message:
         """``parse_assistant_message``, the server's non-streaming path."""

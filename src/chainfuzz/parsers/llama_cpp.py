@@ -43,10 +43,12 @@ class LlamaCppParser(Parser):
         program = llama_cpp_build.program_path()  # ImportError where it cannot be built
         self.name = name
         self.reasoning_format = reasoning_format
+        self.splits_reasoning = reasoning_format != "none"
         # No BOS/EOS text: the server takes it from the model's vocabulary, and it only ever
         # appears at the start of the prompt, never in the generation prompt the parser reads.
         self._template = {"template": template_source, "reasoning_format": reasoning_format}
         self._built = llama_cpp_build.versions(program.parent)
+        self._thinking: dict[bool, bool] = {}  # with tools or not -> enable_thinking (`_kwargs`)
         self._worker = Worker([str(program)], name="llama.cpp parser", crash=ParserCrash,
                               env={**os.environ, **_WORKER_ENV})
 
@@ -92,7 +94,30 @@ class LlamaCppParser(Parser):
         self.close()
 
     def _setup(self, request: Request) -> dict:
-        return {**self._template, "tools": request.tools, "kwargs": request.template_kwargs or {}}
+        return {**self._template, "tools": request.tools, "kwargs": self._kwargs(request)}
+
+    def _kwargs(self, request: Request) -> dict:
+        """The request's template arguments, with ``enable_thinking`` as the prompt shows it.
+
+        llama-server turns thinking on wherever the template supports it, and parses in the
+        mode of the prompt it rendered itself; chainfuzz renders the prompt with the template's
+        own defaults (as vLLM and transformers serve do). The parser must parse in the mode of
+        the prompt the model was given: of thinking on and off, the one whose generation prompt
+        ends the most like ``request.prompt`` (DeepSeek-V3.1's ``</think>`` is thinking off).
+        Decided once per template, with tools and without."""
+        kwargs = dict(request.template_kwargs or {})
+        if "enable_thinking" in kwargs or not request.prompt:
+            return kwargs
+        key = bool(request.tools)
+        if key not in self._thinking:
+            def shared(value: bool) -> int:
+                setup = {**self._template, "tools": request.tools, "kwargs": {**kwargs, "enable_thinking": value}}
+                prompt = self._call({"op": "format", "setup": setup}).get("generation_prompt") or ""
+                return len(os.path.commonprefix([prompt[::-1], request.prompt[::-1]]))
+
+            self._thinking[key] = max((True, False), key=shared)  # a tie keeps the server's default, on
+        kwargs["enable_thinking"] = self._thinking[key]
+        return kwargs
 
     def _call(self, request: dict) -> dict:
         """The program's reply; `ParserCrash` if llama.cpp raised (one line), died or hung."""

@@ -84,6 +84,7 @@ class PlantedParser(Parser):
         self.name = f"planted:{fault}/{inner.name}"
         self.implementation = f"planted:{fault}"
         self._whole, self._stream = FAULTS[fault]
+        self.splits_reasoning = inner.splits_reasoning
 
     @classmethod
     def from_spec(cls, spec: str, setup: ParserSetup) -> "PlantedParser":

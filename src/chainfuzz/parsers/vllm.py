@@ -58,6 +58,7 @@ class VllmParser(Parser):
     def __init__(self, spec: str, tokenizer_dir: Path, *, startup_timeout: float = STARTUP_TIMEOUT,
                  call_timeout: float = CALL_TIMEOUT) -> None:
         self.tool, self.reasoning = parse_spec(spec)
+        self.splits_reasoning = self.reasoning is not None
         python = vllm_python()
         if python is None:
             raise ImportError("vLLM is not installed: make vllm-env, or set CHAINFUZZ_VLLM_PYTHON", name="vllm")

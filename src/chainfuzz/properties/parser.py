@@ -16,11 +16,12 @@ warning keyed ``lenient[marker_in_text]:...``, never an error (`chainfuzz.Failur
 from __future__ import annotations
 
 import json
+import re
 
 from hypothesis import strategies as st
 
 import chainfuzz
-from chainfuzz import Failure, ParserCrash, Skip, assume, each, strategies
+from chainfuzz import Failure, ParserCrash, Skip, Unsupported, assume, each, strategies
 
 
 def _replies(ctx):
@@ -112,15 +113,53 @@ def _spells_marker(ctx, case: dict) -> bool:
     return any(ctx.has_marker(t) for t in texts)
 
 
-def _fail(ctx, case: dict, parser, key: str, message: str, **kw) -> None:
-    """Raise the finding; on a reply that spells a marker, one only such replies may reach:
-    a warning keyed ``lenient[marker_in_text]:...``, which shrinking may leave for a reply
-    without markers, where it becomes the error it is (`Failure.lenient`)."""
-    if _spells_marker(ctx, case):
-        raise Failure(f"{parser.name}: {message} (the reply spells a marker of the template, which no "
-                      "parser can tell from the format's own)", key=f"{parser.name}:{key}",
-                      lenient="marker_in_text", **kw)
+# A property's own lenient rules (`Failure.lenient`): replies no parser can be held to.
+LENIENT = {
+    "marker_in_text": "the reply spells a marker of the template, which no parser can tell from the format's own",
+    "python_repr": "the template writes a Python repr (None, True, False) of an argument, which a parser "
+                   "cannot read back as JSON (template.no_repr_leak's finding)",
+    "no_reasoning": "the reply has no reasoning, and the parser reads its text as reasoning: a reasoning "
+                    "parser may assume the model always thinks first",
+}
+
+
+def _fail(ctx, case: dict, parser, key: str, message: str, lenient: str | None = None, **kw) -> None:
+    """Raise the finding; on a reply a lenient rule covers (`LENIENT`; a marker in its text is
+    checked here, the others by the caller), a warning keyed ``lenient[rule]:...``, which
+    shrinking may leave for a reply no rule covers, where it becomes the error it is."""
+    if lenient is None and _spells_marker(ctx, case):
+        lenient = "marker_in_text"
+    if lenient:
+        raise Failure(f"{parser.name}: {message} ({LENIENT[lenient]})", key=f"{parser.name}:{key}",
+                      lenient=lenient, **kw)
     raise Failure(f"{parser.name}: {message}", key=f"{parser.name}:{key}", **kw)
+
+
+def _writes_repr(text: str, case: dict) -> bool:
+    """Whether the generated text holds the Python repr of a null or boolean argument."""
+    leaves = {repr(v) for c in case["message"].get("tool_calls") or ()
+              for v in _leaves(c["function"]["arguments"]) if v is None or isinstance(v, bool)}
+    return any(re.search(rf"\b{word}\b", text) for word in leaves)
+
+
+def _leaves(value):
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves(v)
+    else:
+        yield value
+
+
+def _rule(gen, case: dict, want: dict, got: dict) -> str | None:
+    """The lenient rule a difference between ``got`` and ``want`` falls under, if any."""
+    if _writes_repr(gen.text, case):
+        return "python_repr"
+    if not want["reasoning"] and got["reasoning"]:
+        return "no_reasoning"
+    return None
 
 
 def _parse(ctx, case, parser, text, request):
@@ -200,9 +239,11 @@ def roundtrip(ctx, case):
     want, fields = _expected(ctx, case, gen)
 
     def check_one(parser):
+        if "reasoning" in fields and want["reasoning"] and not parser.splits_reasoning:
+            raise Unsupported(f"{parser.name} leaves reasoning in content by its configuration")
         got = _parsed(_parse(ctx, case, parser, gen.text, gen.request))
         if diff := _difference(got, want, fields):
-            _fail(ctx, case, parser, diff[0], diff[1], observed=got, expected=want)
+            _fail(ctx, case, parser, diff[0], diff[1], _rule(gen, case, want, got), observed=got, expected=want)
 
     each(ctx.parsers, check_one)
 
@@ -237,6 +278,8 @@ def delta_protocol(ctx, case):
     msg = case["message"]
 
     def check_one(parser):
+        if msg.get("reasoning_content") and not parser.splits_reasoning:
+            raise Unsupported(f"{parser.name} leaves reasoning (and its markers) in content by its configuration")
         deltas = _stream(ctx, case, parser, chunks, gen.request)
         ids, names, seen = {}, {}, []
         for n, d in enumerate(deltas):
@@ -294,12 +337,17 @@ def impls_agree(ctx, case):
     ref = ctx.parsers[0]
     want = _parsed(_parse(ctx, case, ref, gen.text, gen.request))
 
+    reply = {"reasoning": (case["message"].get("reasoning_content") or "").strip()}
+
     def check_one(parser):
         if parser is ref:
             return
+        if parser.splits_reasoning != ref.splits_reasoning:
+            raise Unsupported(f"{parser.name} and {ref.name} are configured differently for reasoning")
         got = _parsed(_parse(ctx, case, parser, gen.text, gen.request))
         if diff := _difference(got, want):
-            _fail(ctx, case, parser, f"disagrees_with:{ref.name}:{diff[0]}",
-                  f"differs from {ref.name}: {diff[1]}", observed=got, expected=want)
+            either = {"reasoning": got["reasoning"] or want["reasoning"]}
+            _fail(ctx, case, parser, f"disagrees_with:{ref.name}:{diff[0]}", f"differs from {ref.name}: {diff[1]}",
+                  _rule(gen, case, reply, either), observed=got, expected=want)
 
     each(ctx.parsers, check_one)
