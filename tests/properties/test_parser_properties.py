@@ -5,7 +5,8 @@ format, in process) as the clean parser and the same parser with a planted fault
 - parser.roundtrip: the whole parse loses its last call (drop_last_call);
 - parser.stream_split_invariant: a delta holding two calls loses the second (drop_second_call);
 - parser.delta_protocol: the chunk that opens a call reaches content (marker_in_content), an
-  arguments fragment cut at a multi-byte character (cut_multibyte);
+  arguments fragment cut at a multi-byte character (cut_multibyte), a call's arguments sent
+  empty (empty_arguments);
 - parser.impls_agree: two implementations, one losing the last call in its whole parse.
 
 vLLM's and llama.cpp's parsers are checked against the same properties in their integration
@@ -45,6 +46,7 @@ PLANTED = [
     ("parser.stream_split_invariant", ["planted:drop_second_call/" + CLEAN], ONE_DELTA, "split:tool_calls:lost"),
     ("parser.delta_protocol", ["planted:marker_in_content/" + CLEAN], EVERY_TOKEN, "marker_leak:content"),
     ("parser.delta_protocol", ["planted:cut_multibyte/" + CLEAN], ONE_DELTA, "arguments_invalid_json"),
+    ("parser.delta_protocol", ["planted:empty_arguments/" + CLEAN], ONE_DELTA, "arguments_empty"),
     ("parser.impls_agree", [CLEAN, "planted:drop_last_call/" + CLEAN], REPLY,
      f"disagrees_with:{CLEAN}:tool_calls:lost"),
 ]

@@ -39,8 +39,9 @@ def test_a_stream_accumulates_by_call_index():
     deltas = [Delta(content="a"), Delta(tool_calls=[ToolCallDelta(0, "id0", "f", '{"x"')]),
               Delta(tool_calls=[ToolCallDelta(0, arguments=": 1}"), ToolCallDelta(1, "id1", "g", "{}")]),
               Delta(content="b")]
-    view, indices = _accumulate(deltas)
+    view, indices, spelled = _accumulate(deltas)
     assert view == _view("ab", None, [("f", '{"x": 1}'), ("g", "{}")]) and indices == [0, 1]
+    assert spelled == ['{"x": 1}', "{}"]
 
 
 TWO_CALLS = [Delta(tool_calls=[ToolCallDelta(0, "a", "f", '{"q": "é"}'), ToolCallDelta(1, "b", "g", "{}")])]

@@ -40,4 +40,4 @@ def open_parser(spec: str, setup: ParserSetup) -> Parser:
 
 def parser_help() -> str:
     """The built-in parsers ``--parser`` accepts, for the help text."""
-    return "vllm:TOOL[+reasoning:REASONING], vllm:reasoning:REASONING, transformers, llama.cpp, planted:FAULT/SPEC, auto"
+    return "vllm:TOOL[+reasoning:REASONING], vllm:reasoning:REASONING, transformers[:FAMILY|:serve:MODEL_TYPE|:PATH.json], llama.cpp[:REASONING_FORMAT], planted:FAULT/SPEC, auto"

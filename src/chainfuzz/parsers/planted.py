@@ -61,6 +61,12 @@ def _repeat_name(deltas: list[Delta]) -> list[Delta]:
     return out
 
 
+def _empty_arguments(deltas: list[Delta]) -> list[Delta]:
+    """A call whose name and arguments come in one delta loses the arguments (vllm #55082:
+    step3's arguments empty unless each token arrives in its own delta)."""
+    return [replace(d, tool_calls=[replace(t, arguments="") if t.name else t for t in d.tool_calls]) for d in deltas]
+
+
 def _drop_last_call(msg: Message) -> Message:
     """The whole-text parse loses its last tool call."""
     return replace(msg, tool_calls=msg.tool_calls[:-1])
@@ -72,6 +78,7 @@ FAULTS = {
     "marker_in_content": (None, _marker_in_content),
     "cut_multibyte": (None, lambda deltas, chunks: _cut_multibyte(deltas)),
     "repeat_name": (None, lambda deltas, chunks: _repeat_name(deltas)),
+    "empty_arguments": (None, lambda deltas, chunks: _empty_arguments(deltas)),
     "drop_last_call": (_drop_last_call, None),
 }
 

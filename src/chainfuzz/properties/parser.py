@@ -211,8 +211,9 @@ def _expected(ctx, case: dict, gen) -> tuple[dict, tuple[str, ...]]:
     return want, tuple(fields)
 
 
-def _accumulate(deltas) -> tuple[dict, list]:
-    """A stream's final message (`_view`), and its tool calls' deltas in order, by index."""
+def _accumulate(deltas) -> tuple[dict, list, list[str]]:
+    """A stream's final message (`_view`), its tool calls' indices in order, and each call's
+    arguments as the stream spelled them (joined fragments)."""
     content, reasoning, calls = [], [], {}
     for d in deltas:
         content.append(d.content or "")
@@ -223,8 +224,9 @@ def _accumulate(deltas) -> tuple[dict, list]:
                 call["name"] = (call["name"] or "") + t.name
             call["args"].append(t.arguments or "")
     ordered = [calls[i] for i in sorted(calls)]
+    args = ["".join(c["args"]) for c in ordered]
     return _view("".join(content), "".join(reasoning),
-                 [(c["name"], "".join(c["args"])) for c in ordered]), sorted(calls)
+                 [(c["name"], a) for c, a in zip(ordered, args)]), sorted(calls), args
 
 
 # --- the properties ----------------------------------------------------------------------------
@@ -259,7 +261,7 @@ def stream_split_invariant(ctx, case):
 
     def check_one(parser):
         whole = _parsed(_parse(ctx, case, parser, gen.text, gen.request))
-        streamed, _ = _accumulate(_stream(ctx, case, parser, chunks, gen.request))
+        streamed, _, _ = _accumulate(_stream(ctx, case, parser, chunks, gen.request))
         if diff := _difference(streamed, whole):
             _fail(ctx, case, parser, f"split:{diff[0]}", f"streamed in {len(chunks)} deltas: {diff[1]}",
                   observed=streamed, expected=whole)
@@ -300,13 +302,17 @@ def delta_protocol(ctx, case):
                     _fail(ctx, case, parser, "arguments_before_name",
                           f"delta {n} sends tool call {t.index}'s arguments before its name",
                           observed=[x.as_json() for x in deltas])
-        streamed, indices = _accumulate(deltas)
-        for i, (name, args) in zip(indices, streamed["calls"]):
+        streamed, indices, spelled = _accumulate(deltas)
+        for i, (name, args), text in zip(indices, streamed["calls"], spelled):
             if not name:
                 _fail(ctx, case, parser, "name_missing", f"tool call {i} never got a name",
                       observed=[x.as_json() for x in deltas])
             if i not in ids:
                 _fail(ctx, case, parser, "id_missing", f"tool call {i} never got an id",
+                      observed=[x.as_json() for x in deltas])
+            if not text.strip():
+                _fail(ctx, case, parser, "arguments_empty",
+                      f"tool call {i}'s streamed arguments are empty at the end of the stream (not even {{}})",
                       observed=[x.as_json() for x in deltas])
             if args is _INVALID:
                 _fail(ctx, case, parser, "arguments_invalid_json",
