@@ -15,6 +15,8 @@ folders.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytest.importorskip("transformers.utils.chat_parsing", reason="transformers has no response parser")
@@ -24,6 +26,7 @@ from chainfuzz import corpus  # noqa: E402
 from chainfuzz.context import Context  # noqa: E402
 from chainfuzz.internal.runner import RunSettings, make_finding, run_property  # noqa: E402
 from chainfuzz.registry import get  # noqa: E402
+from chainfuzz.replayer import replay  # noqa: E402
 from chainfuzz.strategies import tool_schema_for  # noqa: E402
 from chainfuzz.targets import load_target  # noqa: E402
 from verdicts import check_once, severity  # noqa: E402
@@ -111,3 +114,20 @@ def test_a_search_on_the_clean_parser_finds_no_error(qwen25, prop):
     assert result.internal_error is None and result.examples > 100
     assert [f.key for f in result.findings if f.severity == "error"] == []
     assert result.skipped < result.examples / 2  # the search checks what it draws
+
+
+def test_a_parser_case_records_its_parsers_and_replays(qwen25, tmp_path, cli):
+    """A finding's case file names the parser specs; replay reopens them: the planted parser
+    still fails, the case pointed at the clean parser is fixed."""
+    crashes = tmp_path / "crashes"
+    result = cli("check", qwen25, "--parser", "planted:drop_last_call/" + CLEAN, "--property", "parser.roundtrip",
+                 "--max-examples", "100", "--seed", "0", "--crashes", crashes)
+    assert result.rc == 1, result.err
+    case_file = next(p for p in crashes.glob("parser.roundtrip--*.json")
+                     if json.loads(p.read_text())["severity"] == "error")
+    rec = json.loads(case_file.read_text())
+    assert rec["target"]["parsers"] == ["planted:drop_last_call/" + CLEAN]
+    assert replay(case_file).status == "fails"
+    rec["target"]["parsers"] = [CLEAN]
+    case_file.write_text(json.dumps(rec))
+    assert replay(case_file).status == "fixed"

@@ -241,3 +241,36 @@ def test_a_hung_worker_is_a_crash_and_is_killed(hermes):
     assert hermes.pid is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+# --- the parser properties on vLLM, against a vLLM issue found from generated inputs ------------
+
+def _search(template: str, spec: str, prop: str):
+    from chainfuzz import corpus
+    from chainfuzz.context import Context
+    from chainfuzz.internal.runner import RunSettings, run_property
+    from chainfuzz.registry import get
+    from chainfuzz.targets import load_target
+
+    ctx = Context(load_target(corpus.templates_dir() / template), parsers=(spec,)).open({"parser"})
+    try:
+        return run_property(get(prop), ctx, RunSettings(max_examples=150, seed=0, max_findings=2, shrink_seconds=30.0))
+    finally:
+        ctx.close()
+
+
+def test_a_search_refinds_vllm_48294_llama3_json_loses_a_call_sent_in_one_delta():
+    """vllm #48294: llama3_json's streaming parser drops a tool call when the whole message
+    arrives in one delta (stream_interval > 1, speculative decoding). Found from generated
+    replies and shrunk to one call, no arguments, no cut."""
+    result = _search("meta-llama-Llama-3.1-8B-Instruct.jinja", "vllm:llama3_json", "parser.stream_split_invariant")
+    errors = [f for f in result.findings if f.severity == "error"]
+    assert errors and errors[0].key == "vllm:llama3_json:split:tool_calls:lost"
+    case = errors[0].case
+    assert case["grouping"] == {"at": []} and len(case["message"]["tool_calls"]) == 1
+
+
+def test_hermes_streams_what_it_parses_on_the_same_search():
+    """The clean twin: hermes on Qwen2.5 splits no call, however the stream is cut."""
+    result = _search("Qwen-Qwen2.5-7B-Instruct.jinja", "vllm:hermes", "parser.stream_split_invariant")
+    assert result.examples > 100 and [f.key for f in result.findings if f.severity == "error"] == []
