@@ -153,11 +153,13 @@ def _leaves(value):
         yield value
 
 
-def _rule(gen, case: dict, want: dict, got: dict) -> str | None:
-    """The lenient rule a difference between ``got`` and ``want`` falls under, if any."""
-    if _writes_repr(gen.text, case):
+def _rule(text: str, case: dict, written: str = "", got: str = "") -> str | None:
+    """The lenient rule a difference on the generated ``text`` falls under, if any: the
+    template wrote a Python repr of an argument, or it wrote no reasoning (``written``) and
+    the parser read some (``got``)."""
+    if _writes_repr(text, case):
         return "python_repr"
-    if not want["reasoning"] and got["reasoning"]:
+    if not written and got:
         return "no_reasoning"
     return None
 
@@ -167,15 +169,15 @@ def _parse(ctx, case, parser, text, request):
         return parser.parse(text, request)
     except ParserCrash as exc:
         _fail(ctx, case, parser, f"raises:{str(exc).split(':', 1)[0]}", f"raises on the text: {exc}",
-              observed=str(exc), expected=text)
+              _rule(text, case), observed=str(exc), expected=text)
 
 
 def _stream(ctx, case, parser, chunks, request):
     try:
         return parser.stream(chunks, request)
     except ParserCrash as exc:
-        _fail(ctx, case, parser, f"stream_raises:{str(exc).split(':', 1)[0]}",
-              f"raises while streaming: {exc}", observed=str(exc), expected=[c.text for c in chunks])
+        _fail(ctx, case, parser, f"stream_raises:{str(exc).split(':', 1)[0]}", f"raises while streaming: {exc}",
+              _rule("".join(c.text for c in chunks), case), observed=str(exc), expected=[c.text for c in chunks])
 
 
 def _generation(ctx, case: dict):
@@ -185,30 +187,32 @@ def _generation(ctx, case: dict):
     return ctx.generation(case["message"], case["tools"])
 
 
-def _expected(ctx, case: dict, gen) -> tuple[dict, tuple[str, ...]]:
-    """What the reply says, and the fields the template wrote into the text: a field whose
-    removal does not change the rendering (Llama 3.1 drops content beside a tool call) is not
-    the parser's to recover."""
+def _expected(ctx, case: dict) -> tuple[dict, tuple[str, ...], set[str]]:
+    """What the reply says; the fields to compare: those the template wrote into the text and
+    the empty ones (a parser must not invent them; a field whose removal does not change the
+    rendering, such as Llama 3.1's content beside a tool call, is not the parser's to recover);
+    and the fields the template wrote something for (an empty reasoning may still be
+    ``<think></think>``)."""
     msg = case["message"]
     calls = [(c["function"]["name"], c["function"]["arguments"]) for c in msg.get("tool_calls") or ()]
     want = _view(msg.get("content"), msg.get("reasoning_content"), calls)
     user = {"role": "user", "content": "What now?"}
     full = ctx.render_or_skip([user, msg], tools=case["tools"])
-    fields = []
+    writes = set()
     for field, key, empty in (("content", "content", ""), ("reasoning", "reasoning_content", None),
                               ("calls", "tool_calls", None)):
-        if not want[field]:
-            fields.append(field)  # nothing to write: the parser must not invent it
+        if key not in msg:
             continue
         without = {k: v for k, v in msg.items() if k != key}
         if empty is not None:
             without[key] = empty
         try:
             if ctx.render([user, without], tools=case["tools"]) != full:
-                fields.append(field)
+                writes.add(field)
         except chainfuzz.RenderError:
-            fields.append(field)
-    return want, tuple(fields)
+            writes.add(field)
+    fields = tuple(f for f in ("content", "reasoning", "calls") if f in writes or not want[f])
+    return want, fields, writes
 
 
 def _accumulate(deltas) -> tuple[dict, list, list[str]]:
@@ -238,14 +242,16 @@ def roundtrip(ctx, case):
     and the same tool calls in order, arguments equal as JSON. Only what the template writes
     is compared."""
     gen = _generation(ctx, case)
-    want, fields = _expected(ctx, case, gen)
+    want, fields, writes = _expected(ctx, case)
+    written = want["reasoning"] if "reasoning" in writes else ""
 
     def check_one(parser):
-        if "reasoning" in fields and want["reasoning"] and not parser.splits_reasoning:
+        if "reasoning" in writes and not parser.splits_reasoning:
             raise Unsupported(f"{parser.name} leaves reasoning in content by its configuration")
         got = _parsed(_parse(ctx, case, parser, gen.text, gen.request))
         if diff := _difference(got, want, fields):
-            _fail(ctx, case, parser, diff[0], diff[1], _rule(gen, case, want, got), observed=got, expected=want)
+            _fail(ctx, case, parser, diff[0], diff[1], _rule(gen.text, case, written, got["reasoning"]),
+                  observed=got, expected=want)
 
     each(ctx.parsers, check_one)
 
@@ -278,9 +284,10 @@ def delta_protocol(ctx, case):
     gen = _generation(ctx, case)
     chunks = ctx.stream_chunks(gen.text, case["grouping"])
     msg = case["message"]
+    _, _, writes = _expected(ctx, case)
 
     def check_one(parser):
-        if msg.get("reasoning_content") and not parser.splits_reasoning:
+        if "reasoning" in writes and not parser.splits_reasoning:
             raise Unsupported(f"{parser.name} leaves reasoning (and its markers) in content by its configuration")
         deltas = _stream(ctx, case, parser, chunks, gen.request)
         ids, names, seen = {}, {}, []
@@ -343,7 +350,8 @@ def impls_agree(ctx, case):
     ref = ctx.parsers[0]
     want = _parsed(_parse(ctx, case, ref, gen.text, gen.request))
 
-    reply = {"reasoning": (case["message"].get("reasoning_content") or "").strip()}
+    reply, _, writes = _expected(ctx, case)
+    written = reply["reasoning"] if "reasoning" in writes else ""
 
     def check_one(parser):
         if parser is ref:
@@ -352,8 +360,7 @@ def impls_agree(ctx, case):
             raise Unsupported(f"{parser.name} and {ref.name} are configured differently for reasoning")
         got = _parsed(_parse(ctx, case, parser, gen.text, gen.request))
         if diff := _difference(got, want):
-            either = {"reasoning": got["reasoning"] or want["reasoning"]}
             _fail(ctx, case, parser, f"disagrees_with:{ref.name}:{diff[0]}", f"differs from {ref.name}: {diff[1]}",
-                  _rule(gen, case, reply, either), observed=got, expected=want)
+                  _rule(gen.text, case, written, got["reasoning"] or want["reasoning"]), observed=got, expected=want)
 
     each(ctx.parsers, check_one)
