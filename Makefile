@@ -33,6 +33,7 @@ bench: $(FULL) $(VLLM_STAMP)
 	$(BIN)/python bench/bench_tokenizer.py
 	$(BIN)/python bench/bench_fuzz.py
 	$(BIN)/python bench/bench_campaign.py
+	$(BIN)/python bench/bench_parsers.py
 	$(BIN)/python bench/bench_startup.py
 	$(BIN)/python bench/bench_engine.py --engines transformers llama.cpp vllm serve:llama serve:vllm
 
