@@ -270,7 +270,7 @@ def stream_split_invariant(ctx, case):
         streamed, _, _ = _accumulate(_stream(ctx, case, parser, chunks, gen.request))
         if diff := _difference(streamed, whole):
             _fail(ctx, case, parser, f"split:{diff[0]}", f"streamed in {len(chunks)} deltas: {diff[1]}",
-                  observed=streamed, expected=whole)
+                  _rule(gen.text, case), observed=streamed, expected=whole)
 
     each(ctx.parsers, check_one)
 
@@ -285,6 +285,10 @@ def delta_protocol(ctx, case):
     chunks = ctx.stream_chunks(gen.text, case["grouping"])
     msg = case["message"]
     _, _, writes = _expected(ctx, case)
+    rule = _rule(gen.text, case)
+
+    def fail(parser, key: str, message: str, **kw) -> None:
+        _fail(ctx, case, parser, key, message, rule, **kw)
 
     def check_one(parser):
         if "reasoning" in writes and not parser.splits_reasoning:
@@ -295,48 +299,48 @@ def delta_protocol(ctx, case):
             for t in d.tool_calls:
                 if t.index not in seen:
                     if t.index != len(seen):
-                        _fail(ctx, case, parser, "index_gap", f"delta {n} opens tool call index {t.index} "
-                              f"after {len(seen)} calls", observed=[x.as_json() for x in deltas])
+                        fail(parser, "index_gap", f"delta {n} opens tool call index {t.index} "
+                             f"after {len(seen)} calls", observed=[x.as_json() for x in deltas])
                     seen.append(t.index)
                 for field, value, counts in (("id", t.id, ids), ("name", t.name, names)):
                     if value:
                         counts[t.index] = counts.get(t.index, 0) + 1
                         if counts[t.index] > 1:
-                            _fail(ctx, case, parser, f"{field}_repeated",
-                                  f"delta {n} sends tool call {t.index}'s {field} again",
-                                  observed=[x.as_json() for x in deltas])
+                            fail(parser, f"{field}_repeated",
+                                 f"delta {n} sends tool call {t.index}'s {field} again",
+                                 observed=[x.as_json() for x in deltas])
                 if t.arguments and t.index not in names:
-                    _fail(ctx, case, parser, "arguments_before_name",
-                          f"delta {n} sends tool call {t.index}'s arguments before its name",
-                          observed=[x.as_json() for x in deltas])
+                    fail(parser, "arguments_before_name",
+                         f"delta {n} sends tool call {t.index}'s arguments before its name",
+                         observed=[x.as_json() for x in deltas])
         streamed, indices, spelled = _accumulate(deltas)
         for i, (name, args), text in zip(indices, streamed["calls"], spelled):
             if not name:
-                _fail(ctx, case, parser, "name_missing", f"tool call {i} never got a name",
-                      observed=[x.as_json() for x in deltas])
+                fail(parser, "name_missing", f"tool call {i} never got a name",
+                     observed=[x.as_json() for x in deltas])
             if i not in ids:
-                _fail(ctx, case, parser, "id_missing", f"tool call {i} never got an id",
-                      observed=[x.as_json() for x in deltas])
+                fail(parser, "id_missing", f"tool call {i} never got an id",
+                     observed=[x.as_json() for x in deltas])
             if not text.strip():
-                _fail(ctx, case, parser, "arguments_empty",
-                      f"tool call {i}'s streamed arguments are empty at the end of the stream (not even {{}})",
-                      observed=[x.as_json() for x in deltas])
+                fail(parser, "arguments_empty",
+                     f"tool call {i}'s streamed arguments are empty at the end of the stream (not even {{}})",
+                     observed=[x.as_json() for x in deltas])
             if args is _INVALID:
-                _fail(ctx, case, parser, "arguments_invalid_json",
-                      f"tool call {i}'s streamed arguments are not JSON at the end of the stream",
-                      observed=[x.as_json() for x in deltas])
+                fail(parser, "arguments_invalid_json",
+                     f"tool call {i}'s streamed arguments are not JSON at the end of the stream",
+                     observed=[x.as_json() for x in deltas])
         for field, own in (("content", msg.get("content") or ""), ("reasoning", msg.get("reasoning_content") or "")):
             leaked = [m for m in ctx.markers if m in streamed[field] and m not in own and len(m) > 2]
             if leaked:
-                _fail(ctx, case, parser, f"marker_leak:{field}",
-                      f"the marker {leaked[0]!r} reached the streamed {field}", observed=streamed[field])
+                fail(parser, f"marker_leak:{field}",
+                     f"the marker {leaked[0]!r} reached the streamed {field}", observed=streamed[field])
         whole = _parsed(_parse(ctx, case, parser, gen.text, gen.request))
         for field in ("content", "reasoning"):
             got, full = streamed[field], whole[field]
             if got != full and full.startswith(got):
-                _fail(ctx, case, parser, f"held_back:{field}",
-                      f"the stream ends with {full[len(got):]!r} of the {field} never sent", observed=got,
-                      expected=full)
+                fail(parser, f"held_back:{field}",
+                     f"the stream ends with {full[len(got):]!r} of the {field} never sent", observed=got,
+                     expected=full)
 
     each(ctx.parsers, check_one)
 
