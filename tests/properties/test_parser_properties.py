@@ -131,3 +131,20 @@ def test_a_parser_case_records_its_parsers_and_replays(qwen25, tmp_path, cli):
     rec["target"]["parsers"] = [CLEAN]
     case_file.write_text(json.dumps(rec))
     assert replay(case_file).status == "fixed"
+
+
+def test_a_difference_every_implementation_shares_is_only_a_warning(qwen25):
+    """Two implementations (transformers, llama.cpp) losing the same call read the text alike:
+    the template is the likelier culprit. The twin: one of them alone losing it is an error."""
+    from chainfuzz.parsers.llama_cpp_build import program_path
+
+    try:
+        program_path()
+    except ImportError as exc:
+        pytest.skip(f"llama.cpp's parser cannot be built here: {exc}")
+    both = ["planted:drop_last_call/" + CLEAN, "planted:drop_last_call/llama.cpp"]
+    failure = check_once(_ctx(qwen25, both), "parser.roundtrip", REPLY)
+    assert failure is not None and failure.lenient == "every_parser"
+    one = ["planted:drop_last_call/" + CLEAN, "llama.cpp"]
+    failure = check_once(_ctx(qwen25, one), "parser.roundtrip", REPLY)
+    assert failure is not None and failure.lenient is None

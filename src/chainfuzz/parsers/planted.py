@@ -89,7 +89,7 @@ class PlantedParser(Parser):
     def __init__(self, fault: str, inner: Parser) -> None:
         self.fault, self.inner = fault, inner
         self.name = f"planted:{fault}/{inner.name}"
-        self.implementation = f"planted:{fault}"
+        self.implementation = f"planted:{fault}/{inner.implementation}"
         self._whole, self._stream = FAULTS[fault]
         self.splits_reasoning = inner.splits_reasoning
 
