@@ -308,12 +308,12 @@ class Context:
     @cached_property
     def parser_tokenizer(self):
         """The tokenizer the parsers' text is tokenised with (`chainfuzz.tokenization.hf.HFTokenizer`)."""
-        from .tokenization.hf import from_pretrained
+        from .parsers.families import load_tokenizer
 
         if self.parser_setup.tokenizer_dir is None:
             raise UsageError(f"{self.target.name}: parsers need the model's tokenizer, and this template is "
                              "neither in a model folder nor of a family the parser table knows")
-        return from_pretrained(self.parser_setup.tokenizer_dir)
+        return load_tokenizer(self.parser_setup.tokenizer_dir)
 
     def generation(self, message: dict, tools: list | None = None, *, question: str = "What now?"):
         """``message`` as the model would have generated it (`chainfuzz.parsers.base.Generation`):
@@ -369,11 +369,15 @@ class Context:
         return [Chunk(d, tuple(g)) for d, g in zip(deltas, groups)]
 
     def close(self) -> None:
-        """Stop the engines' and parsers' worker processes, if any were started."""
+        """Stop the engines' worker processes, if any were started; hand the parsers back
+        (`chainfuzz.parsers.release`: the next context on the same target reuses them)."""
         for engine in self.__dict__.pop("engines", []):
             engine.close()
-        for parser in self.__dict__.pop("parsers", []):
-            parser.close()
+        if parsers := self.__dict__.pop("parsers", []):
+            from .parsers import release
+
+            for parser in parsers:
+                release(parser)  # kept idle for the next context on the same target (replay)
 
     @cached_property
     def prompt_chain(self):

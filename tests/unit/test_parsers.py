@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from chainfuzz.parsers import AVAILABLE_PARSERS, Chunk, Delta, Message, ToolCall, ToolCallDelta, parser_row
+from chainfuzz.parsers import AVAILABLE_PARSERS, Chunk, Delta, Message, Parser, ToolCall, ToolCallDelta, parser_row
 from chainfuzz.parsers.families import FAMILIES, auto_specs, family_of
 from chainfuzz.parsers.planted import FAULTS
 from chainfuzz.properties.parser import _accumulate, _difference, _same_json, _view
@@ -91,3 +91,29 @@ def test_bad_parser_flags_are_one_error_line(write_template, sources, cli, one_e
     path = write_template("mine.jinja", sources.clean)
     result = cli("check", str(path), "--budget", "5", *flags)
     assert says in one_error_line(result)
+
+
+class _Closes(Parser):
+    reads_template = False
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_released_parser_serves_the_next_context_and_the_oldest_idle_one_closes(monkeypatch):
+    from chainfuzz import parsers
+
+    monkeypatch.setattr(parsers, "_idle", {})
+    monkeypatch.setattr(parsers.AVAILABLE_PARSERS, "load", lambda row: type("Row", (_Closes,), {
+        "from_spec": classmethod(lambda cls, spec, setup: cls())}))
+    first = parsers.open_parser("x:a", parsers.ParserSetup(template_source="one"))
+    parsers.release(first)
+    assert parsers.open_parser("x:a", parsers.ParserSetup(template_source="two")) is first  # reads no template
+    assert parsers.open_parser("x:b", parsers.ParserSetup()) is not first
+    opened = [parsers.open_parser(f"x:{i}", parsers.ParserSetup()) for i in range(parsers.IDLE + 1)]
+    for p in opened:
+        parsers.release(p)
+    assert opened[0].closed and not any(p.closed for p in opened[1:])

@@ -125,6 +125,9 @@ class Parser:
     # Whether it is configured to split reasoning from content (vLLM without a reasoning
     # parser, a response template without a thinking field: reasoning stays content by design).
     splits_reasoning: bool = True
+    # Whether opening it reads the chat template (llama.cpp derives its parser from it; vLLM's
+    # parsers read only the tokenizer, so one serves every template of a family).
+    reads_template: bool = True
 
     @classmethod
     def from_spec(cls, spec: str, setup: ParserSetup) -> "Parser":

@@ -19,6 +19,7 @@ the split-invariance property does not care about (it tries every grouping anywa
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import json
 import shutil
@@ -119,6 +120,15 @@ def tokenizer_dir(fam: Family) -> Path:
 
     key = hashlib.sha256(json.dumps([fam.vocab, fam.added]).encode()).hexdigest()[:12]
     return _cached(f"{fam.vocab}-{key}", build)
+
+
+@functools.lru_cache(maxsize=8)
+def load_tokenizer(folder: Path):
+    """The tokenizer in ``folder``, loaded once per process (1-2 s for a 150k vocabulary: a
+    replay of a folder of parser cases loads each family's once)."""
+    from ..tokenization.hf import from_pretrained
+
+    return from_pretrained(folder)
 
 
 def _vocab_dir(vocab: str) -> Path:

@@ -53,6 +53,7 @@ class VllmParser(Parser):
 
     implementation = "vllm"
     packages = ("vllm",)
+    reads_template = False  # vLLM's parsers read the tokenizer only
     _worker: Worker | None = None  # also for __del__ after __init__ raised
 
     def __init__(self, spec: str, tokenizer_dir: Path, *, startup_timeout: float = STARTUP_TIMEOUT,
