@@ -571,5 +571,7 @@ def group_tokens(ids: list[int], grouping: dict) -> list[list[int]]:
     """``ids`` in the deltas ``grouping`` (from `cuts`) says."""
     if grouping.get("every"):
         return [[i] for i in ids]
-    bounds = [0, *(c for c in grouping.get("at", ()) if 0 < c < len(ids)), len(ids)]
-    return [ids[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+    # Sorted here: a shrinker editing the case may leave the cuts out of order or repeated.
+    cuts = sorted({c for c in grouping.get("at", ()) if isinstance(c, int) and 0 < c < len(ids)})
+    bounds = [0, *cuts, len(ids)]
+    return [ids[a:b] for a, b in zip(bounds, bounds[1:])]
