@@ -30,27 +30,16 @@ from pathlib import Path
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from measure import draw_cases, rate  # noqa: E402
+from measure import draw_cases, outcome, rate  # noqa: E402
 
 from chainfuzz import registry  # noqa: E402
 from chainfuzz.properties import engine as engine_properties  # noqa: E402
 from chainfuzz.context import Context  # noqa: E402
 from chainfuzz.engines import Unsupported  # noqa: E402
-from chainfuzz.errors import Failure, Skip  # noqa: E402
 from chainfuzz.targets import load_target  # noqa: E402
 
 PROPERTIES = ("engine.greedy_deterministic", "engine.batch_invariant", "engine.prefix_cache_invariant",
               "engine.chat_matches_completion", "engine.stream_matches_full")
-
-
-def outcome(prop, ctx, case) -> str:
-    try:
-        prop.check(ctx, case)
-    except Skip:
-        return "skip"
-    except Failure:
-        return "fail"
-    return "ok"
 
 
 def plain_rate(ctx, engine, cases, new_tokens: int) -> float:

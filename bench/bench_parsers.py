@@ -29,27 +29,17 @@ import time
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from measure import draw_cases, rate  # noqa: E402
+from measure import draw_cases, outcome, rate  # noqa: E402
 
 from chainfuzz import corpus, registry  # noqa: E402
 from chainfuzz.context import Context  # noqa: E402
-from chainfuzz.errors import ChainfuzzError, Failure, Skip  # noqa: E402
+from chainfuzz.errors import ChainfuzzError, Skip  # noqa: E402
 from chainfuzz.internal import limits  # noqa: E402
 from chainfuzz.internal.runner import RunSettings, run_property  # noqa: E402
 from chainfuzz.parsers import ParserCrash  # noqa: E402
 from chainfuzz.targets import load_target  # noqa: E402
 
 DEFAULT = ("transformers:hermes", "vllm:hermes", "llama.cpp")
-
-
-def outcome(prop, ctx, case) -> str:
-    try:
-        prop.check(ctx, case)
-    except Skip:
-        return "skip"
-    except Failure:
-        return "fail"
-    return "ok"
 
 
 def crashes(call, *args) -> bool:

@@ -7,6 +7,7 @@ import time
 
 from hypothesis import HealthCheck, Phase, given, settings
 
+from chainfuzz.errors import Failure, Skip
 from chainfuzz.internal.runner import reproducible_generation
 
 
@@ -23,6 +24,17 @@ def draw_cases(strategy, n: int) -> list[dict]:
     with reproducible_generation():
         collect()
     return cases[:n]
+
+
+def outcome(prop, ctx, case) -> str:
+    """A property's verdict on one case: "ok", "skip" or "fail"."""
+    try:
+        prop.check(ctx, case)
+    except Skip:
+        return "skip"
+    except Failure:
+        return "fail"
+    return "ok"
 
 
 def rate(fn, items, repeat: int = 3) -> float:

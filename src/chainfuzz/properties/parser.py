@@ -21,7 +21,7 @@ import re
 from hypothesis import strategies as st
 
 import chainfuzz
-from chainfuzz import Failure, ParserCrash, Skip, Unsupported, assume, each, strategies
+from chainfuzz import Failure, ParserCrash, Unsupported, assume, each, messages, strategies
 
 
 def _replies(ctx):
@@ -91,25 +91,12 @@ def _difference(got: dict, want: dict, fields=("content", "reasoning", "calls"))
     return None
 
 
-def _strings(value):
-    """Every string in a JSON value, keys included."""
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield k
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
-
-
 def _spells_marker(ctx, case: dict) -> bool:
     """Whether the reply's own text spells a marker of the template (ambiguous to any parser)."""
     msg = case["message"]
     texts = [msg.get("content") or "", msg.get("reasoning_content") or ""]
     for call in msg.get("tool_calls") or ():
-        texts.extend(_strings(call["function"]["arguments"]))
+        texts.extend(messages.json_strings(call["function"]["arguments"]))
     return any(ctx.has_marker(t) for t in texts)
 
 
