@@ -38,8 +38,9 @@ def check(path: str | Path, *, property_ids: list[str] | None = None, run: RunSe
     A named property runs on the targets it applies to; with ``strict``, naming only properties
     that apply to none of them is a `UsageError`. ``engines`` are the ``--engine`` specs that
     run a model folder's engine properties, ``parsers`` the ``--parser`` specs that read a
-    template's rendered replies back (the parser properties run only with some). Only the kinds the chosen properties need are
-    opened (a model folder's engines start only for engine properties).
+    template's rendered replies back (the parser properties run only with some). Only the
+    kinds the chosen properties need are opened (a model folder's engines start only for
+    engine properties).
     """
     run = run or RunSettings()
     seed = run.seed if run.seed is not None else random.SystemRandom().randrange(2**32)

@@ -303,7 +303,7 @@ class Context:
                              + "; ".join(f"{k}: {v}" for k, v in self.parsers_unavailable.items()))
         return opened
 
-    parsers_unavailable: dict[str, str] = {}
+    parsers_unavailable: dict[str, str] = {}  # spec -> why, for ``auto``'s left out (set by `parsers`)
 
     @cached_property
     def parser_tokenizer(self):
@@ -321,9 +321,9 @@ class Context:
         conversation with ``message`` as the assistant's reply, rendered, holds the prompt and
         then the reply, whose text before the turn's closers (the end-of-turn token a server
         stops on and strips, an EOS after it) and the whitespace between them is what the
-        model generated. Skips an input the template refuses,
-        or whose reply the template writes into a history differently from a generation (the
-        rendering does not start with the prompt: DeepSeek-R1 drops the reasoning of past turns)."""
+        model generated. Skips an input the template refuses, or whose reply the template
+        writes into a history differently from a generation (the rendering does not start with
+        the prompt: DeepSeek-R1 drops the reasoning of past turns)."""
         from .parsers.base import Generation, Request
 
         user = {"role": "user", "content": question}
