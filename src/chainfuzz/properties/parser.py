@@ -10,7 +10,9 @@ Comparisons ignore whitespace around content and reasoning (templates trim, pars
 a design choice either way) and compare arguments as JSON values (key order and spacing are
 the parser's). A reply that spells one of the template's markers inside its own text is
 ambiguous to any parser (the format has no escape for it): what only such replies reach is a
-warning keyed ``lenient[marker_in_text]:...``, never an error (`chainfuzz.Failure.lenient`).
+warning keyed ``lenient[marker_in_text]:...``, never an error (`chainfuzz.Failure.lenient`); so
+are a template's Python repr of an argument, a reply without reasoning read as reasoning, and a
+difference every implementation of the run shares (`LENIENT`).
 """
 
 from __future__ import annotations
