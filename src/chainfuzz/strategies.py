@@ -574,4 +574,4 @@ def group_tokens(ids: list[int], grouping: dict) -> list[list[int]]:
     # Sorted here: a shrinker editing the case may leave the cuts out of order or repeated.
     cuts = sorted({c for c in grouping.get("at", ()) if isinstance(c, int) and 0 < c < len(ids)})
     bounds = [0, *cuts, len(ids)]
-    return [ids[a:b] for a, b in zip(bounds, bounds[1:])]
+    return [ids[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]  # no text: no delta

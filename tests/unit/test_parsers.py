@@ -18,6 +18,7 @@ def test_groupings_cut_where_they_say_and_ignore_cuts_past_the_end():
     assert group_tokens(ids, {"every": True}) == [[10], [11], [12], [13]]
     assert group_tokens(ids, {"at": [1, 3, 9]}) == [[10], [11, 12], [13]]
     assert group_tokens(ids, {"at": [3, 1, 3]}) == [[10], [11, 12], [13]]  # a shrunk case's cuts, out of order
+    assert group_tokens([], {"at": [2]}) == group_tokens([], {"every": True}) == []
 
 
 def test_json_values_compare_by_value_but_true_is_not_one():
