@@ -269,8 +269,7 @@ class Context:
             folder = Path(self.target.tokenizer.path)
         elif self.parser_family is not None:
             folder = tokenizer_dir(self.parser_family)
-        return ParserSetup(tokenizer_dir=folder, template_source=self.target.source,
-                           template_path=Path(self.target.path))
+        return ParserSetup(tokenizer_dir=folder, template_source=self.target.source)
 
     @cached_property
     def parsers(self) -> list:

@@ -107,11 +107,10 @@ class Generation:
 class ParserSetup:
     """What opening a parser may need from the target: a folder holding the model's HF
     tokenizer (``tokenizer.json``, ``tokenizer_config.json``, where a model's response template
-    also lives), the chat template's source and path."""
+    also lives) and the chat template's source."""
 
     tokenizer_dir: Path | None = None
     template_source: str | None = None
-    template_path: Path | None = None
 
 
 class Parser:
