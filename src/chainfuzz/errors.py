@@ -58,6 +58,7 @@ class Failure(AssertionError):
         self.rendered = rendered
         self.lenient = lenient
         self.case: dict | None = None  # filled in by the runner with the (shrunk) input
+        self.failing: list[str] = []  # set by `each`: the names of every item failing this way
 
 
 class PropertyFailed(AssertionError):
@@ -120,6 +121,7 @@ def _named_together(failures: list[tuple[str, Failure]], key) -> Failure:
     kind = first.key.removeprefix(name + ":")
     names = [name, *(n for n, f in failures[1:] if f.key.removeprefix(n + ":") == kind)]
     first.key = key(names, kind)
+    first.failing = names
     if len(names) > 1:
         rest = first.message.removeprefix(name) if first.message.startswith(name) else ": " + first.message
         first.message = ", ".join(names) + rest
